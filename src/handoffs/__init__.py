@@ -1,0 +1,1 @@
+"""handoffs: hand AI troubleshooting sessions between MSP helpdesk engineers."""

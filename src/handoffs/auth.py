@@ -1,0 +1,82 @@
+"""JWT authentication (Litestar's JWTAuth) and role guards.
+
+The token names the user only; account, team and role are read from the
+user's row on every request, so a role change or deactivation applies at once
+and nothing about the tenant is ever taken from the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.security.jwt import JWTAuth, Token
+from sqlalchemy import select
+
+from handoffs.config import Settings
+from handoffs.enums import Role
+from handoffs.models import User
+
+#: Paths reachable without a token.
+PUBLIC_PATHS = ["/api/v1/auth/login", "/health", "/schema"]
+
+
+def create_jwt_auth(settings: Settings, alchemy: SQLAlchemyAsyncConfig) -> JWTAuth[User]:
+    async def retrieve_user(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> User | None:
+        try:
+            user_id = UUID(token.sub)
+        except ValueError:
+            return None
+        # The same session the handler's `db_session` dependency gets, so a
+        # request opens one connection, not two.
+        db = alchemy.provide_session(connection.app.state, connection.scope)
+        user = await db.scalar(select(User).where(User.id == user_id, User.is_active.is_(True)))
+        return user
+
+    return JWTAuth[User](
+        retrieve_user_handler=retrieve_user,
+        token_secret=settings.resolved_secret_key(),
+        default_token_expiration=timedelta(minutes=settings.token_ttl_minutes),
+        exclude=PUBLIC_PATHS,
+        description="A bearer token from POST /api/v1/auth/login.",
+    )
+
+
+class TokenIssuer:
+    """Mints bearer tokens for signed-in users (a plain class, so it injects cleanly)."""
+
+    def __init__(self, jwt_auth: JWTAuth[User]) -> None:
+        self._jwt_auth = jwt_auth
+        self.ttl: timedelta = jwt_auth.default_token_expiration
+
+    def issue(self, user: User) -> tuple[str, datetime]:
+        token = self._jwt_auth.create_token(identifier=str(user.id), token_expiration=self.ttl)
+        return token, datetime.now(UTC) + self.ttl
+
+
+def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> User:
+    user = connection.user
+    if not isinstance(user, User):  # pragma: no cover - the middleware guarantees it
+        raise NotAuthorizedException("Not signed in")
+    return user
+
+
+def requires_role(minimum: Role, action: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+    """A guard that lets ``minimum`` and higher roles through; ``action`` words the 403."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if not current_user(connection).role.at_least(minimum):
+            raise PermissionDeniedException(f"Your role may not {action}.")
+
+    guard.__name__ = f"requires_{minimum.value}"
+    return guard
+
+
+async def provide_user(request: Any) -> User:
+    return current_user(request)

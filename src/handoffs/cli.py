@@ -1,0 +1,186 @@
+"""The `handoffs` command: dev, serve, worker, migrate, seed, create-user."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from handoffs.config import Settings, get_settings
+from handoffs.embedded import services
+
+log = logging.getLogger("handoffs")
+
+
+def _settings(data_dir: str | None) -> Settings:
+    settings = get_settings()
+    return replace(settings, data_dir=Path(data_dir)) if data_dir else settings
+
+
+@contextlib.contextmanager
+def _running_services(settings: Settings) -> Iterator[Settings]:
+    """``settings`` with database and Redis URLs, embedded servers started for the unset ones."""
+    with services(settings.data_dir, settings.database_url, settings.redis_url) as svc:
+        # Child processes (uvicorn workers, the worker) read the environment.
+        os.environ["DATABASE_URL"] = svc.database_url
+        os.environ["REDIS_URL"] = svc.redis_url
+        yield settings.with_services(svc.database_url, svc.redis_url)
+
+
+async def _seed(settings: Settings) -> int:
+    from handoffs.accounts.service import seed_demo
+    from handoffs.db import create_engine, create_sessionmaker
+
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as db:
+            return await seed_demo(db)
+    finally:
+        await engine.dispose()
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where embedded PostgreSQL and Redis keep their files (default .data, or HANDOFFS_DATA_DIR).",
+)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """handoffs: hand AI troubleshooting sessions between helpdesk engineers."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+@main.command()
+@data_dir_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def dev(data_dir: str | None, host: str, port: int) -> None:
+    """Run everything: embedded PostgreSQL and Redis, migrations, demo data, the API."""
+    import uvicorn
+
+    from handoffs.accounts.service import DEMO_PASSWORD, DEMO_USERS
+    from handoffs.app import create_app
+    from handoffs.db import migrate
+
+    with _running_services(_settings(data_dir)) as settings:
+        migrate(settings)
+        added = asyncio.run(_seed(settings))
+        url = f"http://{host}:{port}"
+        settings = replace(settings, public_url=url)
+        click.echo(f"\n  handoffs is running at {url}   (API docs: {url}/schema)")
+        click.echo(f"  demo data: {added} users added" if added else "  demo data: already seeded")
+        click.echo(f"  sign in with any of these, password '{DEMO_PASSWORD}':")
+        for demo in DEMO_USERS:
+            click.echo(f"    {demo.email:<20} {demo.role.value:<9} {demo.account}")
+        click.echo("  Ctrl-C stops the API and the embedded servers.\n")
+        config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="info")
+        uvicorn.Server(config).run()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="uvicorn worker processes.")
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the API only, against DATABASE_URL and REDIS_URL."""
+    import uvicorn
+
+    settings = get_settings()
+    if not settings.database_url or not settings.redis_url:
+        raise click.UsageError("serve needs DATABASE_URL and REDIS_URL; `handoffs dev` starts embedded ones")
+    if not settings.secret_key:
+        click.echo("warning: SECRET_KEY is not set; using the key kept in the data folder", err=True)
+    uvicorn.run(
+        "handoffs.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info"
+    )
+
+
+@main.command()
+def worker() -> None:
+    """Run a background worker (AI enrichment, email, PSA push)."""
+    raise click.ClickException(
+        "The worker fleet arrives with the worker issue; outbox rows are recorded meanwhile "
+        "and will be processed once it runs."
+    )
+
+
+@main.command()
+@data_dir_option
+@click.option("--revision", default="head", show_default=True)
+def migrate(data_dir: str | None, revision: str) -> None:
+    """Apply database migrations."""
+    from handoffs.db import migrate as run_migrations
+
+    with _running_services(_settings(data_dir)) as settings:
+        run_migrations(settings, revision)
+        click.echo(f"migrated to {revision}")
+
+
+@main.command()
+@data_dir_option
+def seed(data_dir: str | None) -> None:
+    """Create the demo accounts and users (idempotent)."""
+    with _running_services(_settings(data_dir)) as settings:
+        added = asyncio.run(_seed(settings))
+        click.echo(f"seeded: {added} users added")
+
+
+@main.command("create-user")
+@data_dir_option
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--account", "account_name", required=True, help="Account (tenant) name; created when missing.")
+@click.option(
+    "--role",
+    type=click.Choice(["viewer", "engineer", "admin", "owner"]),
+    default="engineer",
+    show_default=True,
+)
+@click.option("--team", default="Helpdesk", show_default=True)
+@click.password_option()
+def create_user(
+    data_dir: str | None, email: str, name: str, account_name: str, role: str, team: str, password: str
+) -> None:
+    """Create a user (and their account and team when missing)."""
+    from handoffs.accounts.service import UserService
+    from handoffs.db import create_engine, create_sessionmaker
+    from handoffs.enums import Role
+    from handoffs.errors import DomainError
+
+    async def run(settings: Settings) -> str:
+        engine = create_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as db:
+                service = UserService(db)
+                account, team_row = await service.ensure_account(account_name, team)
+                user = await service.create_user(
+                    account=account, team=team_row, email=email, name=name, role=Role(role), password=password
+                )
+                await db.commit()
+                return str(user.id)
+        finally:
+            await engine.dispose()
+
+    with _running_services(_settings(data_dir)) as settings:
+        try:
+            user_id = asyncio.run(run(settings))
+        except DomainError as exc:
+            raise click.ClickException(exc.detail) from exc
+        click.echo(f"created user {email} ({role}) with id {user_id}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,131 @@
+"""Settings: read once from the environment into one typed object.
+
+Nothing else in the project reads ``os.environ``; code receives a ``Settings``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot use."""
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip()
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """Turn a plain ``postgresql://`` URL (unix-socket forms included) into an asyncpg one.
+
+    ``postgresql://postgres:@/postgres?host=/some/dir`` keeps its ``host`` query
+    parameter, which asyncpg reads as the socket directory.
+    """
+    parts = urlsplit(database_url)
+    scheme = parts.scheme.split("+", 1)[0]
+    if scheme not in {"postgres", "postgresql"}:
+        raise ConfigError(f"DATABASE_URL must be a postgresql:// URL, got scheme {parts.scheme!r}")
+    # libpq options asyncpg does not understand would be passed on as server
+    # settings and rejected; keep the ones asyncpg knows.
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k in {"host", "port", "sslmode", "ssl"}]
+    query = [("ssl" if k == "sslmode" else k, v) for k, v in query]
+    return urlunsplit(("postgresql+asyncpg", parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about a handoffs process."""
+
+    database_url: str | None = None
+    """Plain ``postgresql://`` URL. None means: start an embedded server."""
+    redis_url: str | None = None
+    """``redis://host:port/db``. None means: start an embedded server."""
+    secret_key: str = ""
+    """Signs the JWTs. Every replica of one installation must share it."""
+    data_dir: Path = Path(".data")
+    """Where embedded PostgreSQL and Redis keep their files."""
+    anthropic_api_key: str | None = None
+    anthropic_model: str = "claude-sonnet-4-5"
+    smtp_url: str | None = None
+    smtp_from: str = "handoffs@localhost"
+    public_url: str = "http://127.0.0.1:8000"
+    token_ttl_minutes: int = 12 * 60
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+    debug: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        data_dir = Path(_env("HANDOFFS_DATA_DIR", ".data") or ".data")
+        return cls(
+            database_url=_env("DATABASE_URL"),
+            redis_url=_env("REDIS_URL"),
+            secret_key=_env("SECRET_KEY") or "",
+            data_dir=data_dir,
+            anthropic_api_key=_env("ANTHROPIC_API_KEY"),
+            anthropic_model=_env("ANTHROPIC_MODEL", cls.anthropic_model) or cls.anthropic_model,
+            smtp_url=_env("SMTP_URL"),
+            smtp_from=_env("SMTP_FROM", cls.smtp_from) or cls.smtp_from,
+            public_url=(_env("PUBLIC_URL", cls.public_url) or cls.public_url).rstrip("/"),
+            token_ttl_minutes=_int_env("TOKEN_TTL_MINUTES", cls.token_ttl_minutes),
+            db_pool_size=_int_env("DB_POOL_SIZE", cls.db_pool_size),
+            db_max_overflow=_int_env("DB_MAX_OVERFLOW", cls.db_max_overflow),
+            debug=(_env("HANDOFFS_DEBUG", "0") or "0").lower() in {"1", "true", "yes"},
+        )
+
+    def with_services(self, database_url: str, redis_url: str) -> Settings:
+        return replace(self, database_url=database_url, redis_url=redis_url)
+
+    def resolved_secret_key(self) -> str:
+        """The configured key, or one generated once and kept in the data folder.
+
+        A kept key lets `handoffs dev` restart without logging everyone out; a
+        real installation sets SECRET_KEY so all replicas agree.
+        """
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if not self.database_url:
+            raise ConfigError("DATABASE_URL is not set and no embedded PostgreSQL was started")
+        return sqlalchemy_url(self.database_url)
+
+    @property
+    def redis(self) -> str:
+        if not self.redis_url:
+            raise ConfigError("REDIS_URL is not set and no embedded Redis was started")
+        return self.redis_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()

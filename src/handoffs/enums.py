@@ -1,0 +1,69 @@
+"""The closed vocabularies of the domain, shared by tables, schemas and services."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    viewer = "viewer"
+    engineer = "engineer"
+    admin = "admin"
+    owner = "owner"
+
+    @property
+    def rank(self) -> int:
+        return _ROLE_RANK[self]
+
+    def at_least(self, other: Role) -> bool:
+        return self.rank >= other.rank
+
+
+_ROLE_RANK = {Role.viewer: 0, Role.engineer: 1, Role.admin: 2, Role.owner: 3}
+
+#: Roles that work the escalation queue: claim, subscribe, receive escalations.
+SENIOR_ROLES = (Role.engineer, Role.admin, Role.owner)
+
+
+class SessionStatus(StrEnum):
+    active = "active"
+    parked = "parked"
+    escalated = "escalated"
+    claimed = "claimed"
+    resolved = "resolved"
+
+
+class MessageRole(StrEnum):
+    user = "user"
+    assistant = "assistant"
+    tool = "tool"
+
+
+class HandoffIntent(StrEnum):
+    park = "park"
+    escalate = "escalate"
+
+
+class Priority(StrEnum):
+    low = "low"
+    normal = "normal"
+    high = "high"
+    urgent = "urgent"
+
+
+class AssessmentStatus(StrEnum):
+    pending = "pending"
+    ready = "ready"
+    failed = "failed"
+    not_requested = "not_requested"
+
+
+class OutboxStatus(StrEnum):
+    pending = "pending"
+    dispatched = "dispatched"
+    done = "done"
+    failed = "failed"
+
+
+class NotificationKind(StrEnum):
+    escalation = "escalation"

@@ -1,0 +1,194 @@
+"""Tables. Every tenant-owned row carries ``account_id``; queries scope by it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from advanced_alchemy.base import UUIDv7AuditBase
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Computed, Dialect, ForeignKey, Index, Integer, SmallInteger, String, Text, TypeDecorator, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from handoffs.enums import (
+    AssessmentStatus,
+    HandoffIntent,
+    MessageRole,
+    NotificationKind,
+    OutboxStatus,
+    Priority,
+    Role,
+    SessionStatus,
+)
+
+
+class StrEnumType(TypeDecorator[StrEnum]):
+    """A StrEnum stored as a short string.
+
+    The API validates values; adding one must not need a migration of a
+    PostgreSQL ENUM type. Rows read back as the enum, not a bare str.
+    """
+
+    impl = String(20)
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum]) -> None:
+        super().__init__()
+        self.enum = enum
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> StrEnum | None:
+        return None if value is None else self.enum(value)
+
+
+class Account(UUIDv7AuditBase):
+    """A tenant: one MSP."""
+
+    __tablename__ = "accounts"
+    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+
+
+class Team(UUIDv7AuditBase):
+    __tablename__ = "teams"
+    __table_args__ = (Index("ix_teams_account_name", "account_id", "name", unique=True),)
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class User(UUIDv7AuditBase):
+    __tablename__ = "users"
+    __table_args__ = (Index("ix_users_account_role", "account_id", "role"),)
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    team_id: Mapped[UUID | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(StrEnumType(Role))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
+
+    @property
+    def first_name(self) -> str:
+        return self.name.split()[0] if self.name.strip() else self.email.split("@")[0]
+
+
+class AISession(UUIDv7AuditBase):
+    """An AI troubleshooting session worked by ``owner``; ``assignee`` is the senior who claimed it."""
+
+    __tablename__ = "ai_sessions"
+    __table_args__ = (
+        Index("ix_ai_sessions_account_owner_created", "account_id", "owner_id", "created_at"),
+        Index("ix_ai_sessions_account_assignee", "account_id", "assignee_id"),
+    )
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    owner_id: Mapped[UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    assignee_id: Mapped[UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    title: Mapped[str] = mapped_column(String(200), default="")
+    problem_summary: Mapped[str] = mapped_column(Text, default="")
+    psa_ticket_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[SessionStatus] = mapped_column(StrEnumType(SessionStatus), default=SessionStatus.active)
+    escalation_package: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+    messages: Mapped[list[SessionMessage]] = relationship(
+        back_populates="session", order_by="SessionMessage.created_at", lazy="noload"
+    )
+
+
+class SessionMessage(UUIDv7AuditBase):
+    __tablename__ = "session_messages"
+    __table_args__ = (Index("ix_session_messages_session_created", "session_id", "created_at"),)
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    session_id: Mapped[UUID] = mapped_column(ForeignKey("ai_sessions.id", ondelete="CASCADE"))
+    role: Mapped[MessageRole] = mapped_column(StrEnumType(MessageRole))
+    content: Mapped[str] = mapped_column(Text)
+
+    session: Mapped[AISession] = relationship(back_populates="messages", lazy="noload")
+
+
+#: Sort key of the queue: urgent first. A stored generated column so the
+#: partial queue index below can serve ORDER BY directly.
+PRIORITY_RANK_SQL = "CASE priority WHEN 'urgent' THEN 3 WHEN 'high' THEN 2 WHEN 'normal' THEN 1 ELSE 0 END"
+
+
+class SessionHandoff(UUIDv7AuditBase):
+    """One park or escalation of a session. Open while ``claimed_by`` is null."""
+
+    __tablename__ = "session_handoffs"
+    __table_args__ = (
+        # The team queue: open handoffs of one account, most urgent then oldest.
+        Index(
+            "ix_handoffs_queue",
+            "account_id",
+            text("priority_rank DESC"),
+            "created_at",
+            postgresql_where=text("claimed_by IS NULL"),
+        ),
+        # At most one open handoff per session, enforced by the database so
+        # two racing hand-offs cannot both succeed.
+        Index(
+            "uq_handoffs_one_open_per_session",
+            "session_id",
+            unique=True,
+            postgresql_where=text("claimed_by IS NULL"),
+        ),
+        Index("ix_handoffs_session_created", "session_id", "created_at"),
+    )
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    session_id: Mapped[UUID] = mapped_column(ForeignKey("ai_sessions.id", ondelete="CASCADE"))
+    intent: Mapped[HandoffIntent] = mapped_column(StrEnumType(HandoffIntent))
+    engineer_notes: Mapped[str] = mapped_column(Text, default="")
+    priority: Mapped[Priority] = mapped_column(StrEnumType(Priority), default=Priority.normal)
+    priority_rank: Mapped[int] = mapped_column(SmallInteger, Computed(PRIORITY_RANK_SQL, persisted=True))
+    target_user_id: Mapped[UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_by: Mapped[UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    claimed_by: Mapped[UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    released_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    session_snapshot: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    ai_assessment: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    assessment_status: Mapped[AssessmentStatus] = mapped_column(StrEnumType(AssessmentStatus), default=AssessmentStatus.pending)
+    assessment_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Notification(UUIDv7AuditBase):
+    """A bell entry for one recipient."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_recipient_created", "recipient_id", "created_at"),)
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    recipient_id: Mapped[UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[NotificationKind] = mapped_column(StrEnumType(NotificationKind))
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text, default="")
+    handoff_id: Mapped[UUID | None] = mapped_column(ForeignKey("session_handoffs.id", ondelete="CASCADE"))
+    session_id: Mapped[UUID | None] = mapped_column(ForeignKey("ai_sessions.id", ondelete="CASCADE"))
+    read_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class OutboxMessage(UUIDv7AuditBase):
+    """Work to do after a commit, written in the same transaction as its cause.
+
+    The relay hands each row to arq with ``job id = row id`` (so a row
+    dispatched twice runs once), and a sweep picks up what a crash left.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_pending", "available_at", postgresql_where=text("status = 'pending'")),
+    )
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    topic: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    status: Mapped[OutboxStatus] = mapped_column(StrEnumType(OutboxStatus), default=OutboxStatus.pending)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    available_at: Mapped[dt.datetime] = mapped_column(
+        DateTimeUTC(timezone=True), server_default=text("now()")
+    )
+    dispatched_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))

@@ -1,0 +1,95 @@
+"""The bell: per-recipient notifications, scoped to the caller's account."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from uuid import UUID
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handoffs.enums import NotificationKind
+from handoffs.errors import NotFound
+from handoffs.models import Notification, User
+
+
+class NotificationService:
+    def __init__(self, db: AsyncSession) -> None:
+        self.db = db
+
+    def add_for(
+        self,
+        recipients: Iterable[UUID],
+        *,
+        account_id: UUID,
+        kind: NotificationKind,
+        title: str,
+        body: str,
+        handoff_id: UUID | None,
+        session_id: UUID | None,
+    ) -> list[Notification]:
+        """Add one notification per recipient to the current transaction."""
+        rows = [
+            Notification(
+                account_id=account_id,
+                recipient_id=recipient,
+                kind=kind,
+                title=title,
+                body=body,
+                handoff_id=handoff_id,
+                session_id=session_id,
+            )
+            for recipient in recipients
+        ]
+        self.db.add_all(rows)
+        return rows
+
+    async def list_for(self, user: User, *, unread_only: bool = False, limit: int = 100) -> Sequence[Notification]:
+        query = (
+            select(Notification)
+            .where(Notification.recipient_id == user.id, Notification.account_id == user.account_id)
+            .order_by(Notification.created_at.desc(), Notification.id.desc())
+            .limit(limit)
+        )
+        if unread_only:
+            query = query.where(Notification.read_at.is_(None))
+        return (await self.db.scalars(query)).all()
+
+    async def unread_count(self, user: User) -> int:
+        query = select(func.count()).where(
+            Notification.recipient_id == user.id,
+            Notification.account_id == user.account_id,
+            Notification.read_at.is_(None),
+        )
+        return int(await self.db.scalar(query) or 0)
+
+    async def mark_read(self, user: User, notification_id: UUID) -> Notification:
+        """Mark one as read; reading it again keeps the first read time."""
+        note = await self.db.scalar(
+            select(Notification).where(
+                Notification.id == notification_id,
+                Notification.recipient_id == user.id,
+                Notification.account_id == user.account_id,
+            )
+        )
+        if note is None:
+            raise NotFound("Notification not found")
+        if note.read_at is None:
+            note.read_at = func.now()
+            await self.db.flush()
+            await self.db.refresh(note)
+        await self.db.commit()
+        return note
+
+    async def mark_all_read(self, user: User) -> int:
+        result = await self.db.execute(
+            update(Notification)
+            .where(
+                Notification.recipient_id == user.id,
+                Notification.account_id == user.account_id,
+                Notification.read_at.is_(None),
+            )
+            .values(read_at=func.now())
+        )
+        await self.db.commit()
+        return int(getattr(result, "rowcount", 0) or 0)
