@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from advanced_alchemy.extensions.litestar import AsyncSessionConfig, SQLAlchemyAsyncConfig, SQLAlchemyPlugin
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
+from litestar.types import ControllerRouterHandler
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from redis.asyncio import Redis
@@ -27,8 +28,13 @@ from handoffs.sessions.controller import SessionController
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    """Build the API. ``settings`` defaults to the environment (uvicorn's factory mode)."""
+def create_app(
+    settings: Settings | None = None, *, extra_handlers: Sequence[ControllerRouterHandler] = ()
+) -> Litestar:
+    """Build the API. ``settings`` defaults to the environment (uvicorn's factory mode).
+
+    ``extra_handlers`` lets benchmarks mount a baseline route on the very same stack.
+    """
     settings = settings or get_settings()
     engine = create_engine(settings)
     alchemy = SQLAlchemyAsyncConfig(
@@ -58,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             SessionController,
             HandoffController,
             NotificationController,
+            *extra_handlers,
         ],
         plugins=[SQLAlchemyPlugin(config=alchemy)],
         on_app_init=[jwt_auth.on_app_init],

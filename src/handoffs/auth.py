@@ -36,8 +36,7 @@ def create_jwt_auth(settings: Settings, alchemy: SQLAlchemyAsyncConfig) -> JWTAu
         # The same session the handler's `db_session` dependency gets, so a
         # request opens one connection, not two.
         db = alchemy.provide_session(connection.app.state, connection.scope)
-        user = await db.scalar(select(User).where(User.id == user_id, User.is_active.is_(True)))
-        return user
+        return await db.scalar(select(User).where(User.id == user_id, User.is_active.is_(True)))
 
     return JWTAuth[User](
         retrieve_user_handler=retrieve_user,
@@ -67,7 +66,9 @@ def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> User:
     return user
 
 
-def requires_role(minimum: Role, action: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+def requires_role(
+    minimum: Role, action: str
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
     """A guard that lets ``minimum`` and higher roles through; ``action`` words the 403."""
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -76,7 +77,3 @@ def requires_role(minimum: Role, action: str) -> Callable[[ASGIConnection[Any, A
 
     guard.__name__ = f"requires_{minimum.value}"
     return guard
-
-
-async def provide_user(request: Any) -> User:
-    return current_user(request)

@@ -54,7 +54,9 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{key}: {message}" if key else message
 
 
-def validation_error_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+def validation_error_handler(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[dict[str, Any]]:
     """Put the first field error in ``detail`` so a person reads what to fix, not a generic line."""
     errors = exc.extra if isinstance(exc.extra, list) else []
     detail = "; ".join(_describe(e) for e in errors if isinstance(e, dict)) or exc.detail

@@ -9,8 +9,19 @@ from uuid import UUID
 
 from advanced_alchemy.base import UUIDv7AuditBase
 from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import (
+    Computed,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy import Computed, Dialect, ForeignKey, Index, Integer, SmallInteger, String, Text, TypeDecorator, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from handoffs.enums import (
@@ -151,7 +162,9 @@ class SessionHandoff(UUIDv7AuditBase):
     released_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
     session_snapshot: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     ai_assessment: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    assessment_status: Mapped[AssessmentStatus] = mapped_column(StrEnumType(AssessmentStatus), default=AssessmentStatus.pending)
+    assessment_status: Mapped[AssessmentStatus] = mapped_column(
+        StrEnumType(AssessmentStatus), default=AssessmentStatus.pending
+    )
     assessment_error: Mapped[str | None] = mapped_column(Text)
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.accounts.schemas import LoginIn, LoginOut, UserOut
 from handoffs.accounts.service import UserService
 from handoffs.auth import TokenIssuer, current_user
+from handoffs.deps import DbSession
 from handoffs.models import User
 
 
@@ -19,7 +20,9 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @post("/auth/login", status_code=200, security=[])
-    async def login(self, data: LoginIn, db_session: AsyncSession, tokens: TokenIssuer) -> LoginOut:
+    async def login(
+        self, data: LoginIn, db_session: DbSession, tokens: NamedDependency[TokenIssuer]
+    ) -> LoginOut:
         """Exchange email and password for a bearer token."""
         user = await UserService(db_session).authenticate(data.email, data.password)
         if user is None:

@@ -11,7 +11,7 @@ import msgspec
 from handoffs.enums import Role
 from handoffs.models import User
 
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern=r"^\s*[^@\s]+@[^@\s]+\s*$")]
 
 
 class UserOut(msgspec.Struct):
@@ -43,4 +43,4 @@ class LoginOut(msgspec.Struct):
     access_token: str
     user: UserOut
     expires_at: datetime
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret

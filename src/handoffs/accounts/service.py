@@ -125,7 +125,12 @@ async def seed_demo(db: AsyncSession) -> int:
         # One hash for the shared demo password: argon2 is slow on purpose.
         demo_hash = demo_hash or await hash_password_async(DEMO_PASSWORD)
         await service.create_user(
-            account=account, team=team, email=demo.email, name=demo.name, role=demo.role, password_hash=demo_hash
+            account=account,
+            team=team,
+            email=demo.email,
+            name=demo.name,
+            role=demo.role,
+            password_hash=demo_hash,
         )
         added += 1
     await db.commit()

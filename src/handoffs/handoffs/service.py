@@ -112,7 +112,9 @@ class HandoffService:
             self._event(
                 "handoff_created",
                 handoff,
-                title=title if escalate else f"Parked by {user.first_name}: {snippet(session.problem_summary)}",
+                title=title
+                if escalate
+                else f"Parked by {user.first_name}: {snippet(session.problem_summary)}",
                 intent=handoff.intent.value,
                 priority=handoff.priority.value,
                 problem_summary=session.problem_summary,
@@ -306,7 +308,9 @@ class HandoffService:
         if released is None:
             await self.db.rollback()
             raise Conflict("This handoff changed hands meanwhile; reload and try again.")
-        back_to = SessionStatus.escalated if handoff.intent == HandoffIntent.escalate else SessionStatus.parked
+        back_to = (
+            SessionStatus.escalated if handoff.intent == HandoffIntent.escalate else SessionStatus.parked
+        )
         await self.db.execute(
             update(AISession)
             .where(AISession.id == session_id, AISession.account_id == user.account_id)
@@ -322,7 +326,9 @@ class HandoffService:
             await self.db.commit()
         except IntegrityError as exc:
             await self.db.rollback()
-            raise Conflict("The session has been handed off again since; this handoff cannot reopen.") from exc
+            raise Conflict(
+                "The session has been handed off again since; this handoff cannot reopen."
+            ) from exc
         return released
 
     # -- queue ---------------------------------------------------------------
@@ -331,7 +337,13 @@ class HandoffService:
         """Open handoffs of the caller's account: most urgent first, then oldest."""
         creator = User
         rows = await self.db.execute(
-            select(SessionHandoff, AISession.title, AISession.problem_summary, AISession.psa_ticket_id, creator.name)
+            select(
+                SessionHandoff,
+                AISession.title,
+                AISession.problem_summary,
+                AISession.psa_ticket_id,
+                creator.name,
+            )
             .join(AISession, AISession.id == SessionHandoff.session_id)
             .join(creator, creator.id == SessionHandoff.created_by)
             .where(SessionHandoff.account_id == user.account_id, SessionHandoff.claimed_by.is_(None))
@@ -357,4 +369,3 @@ class HandoffService:
             )
             for h, title, summary, ticket, creator_name in rows.all()
         ]
-

@@ -44,7 +44,9 @@ class NotificationService:
         self.db.add_all(rows)
         return rows
 
-    async def list_for(self, user: User, *, unread_only: bool = False, limit: int = 100) -> Sequence[Notification]:
+    async def list_for(
+        self, user: User, *, unread_only: bool = False, limit: int = 100
+    ) -> Sequence[Notification]:
         query = (
             select(Notification)
             .where(Notification.recipient_id == user.id, Notification.account_id == user.account_id)

@@ -5,16 +5,14 @@ from __future__ import annotations
 from uuid import UUID
 
 from litestar import Controller, get, post
-from litestar.di import Provide
-from sqlalchemy.ext.asyncio import AsyncSession
+from litestar.di import NamedDependency, Provide
 
-from handoffs.auth import provide_user
-from handoffs.models import User
+from handoffs.deps import CurrentUser, DbSession, provide_user
 from handoffs.sessions.schemas import MessageCreate, MessageOut, SessionCreate, SessionDetail, SessionOut
 from handoffs.sessions.service import SessionService
 
 
-def provide_session_service(db_session: AsyncSession) -> SessionService:
+def provide_session_service(db_session: DbSession) -> SessionService:
     return SessionService(db_session)
 
 
@@ -27,24 +25,30 @@ class SessionController(Controller):
     }
 
     @post("/")
-    async def create_session(self, data: SessionCreate, user: User, sessions: SessionService) -> SessionOut:
+    async def create_session(
+        self, data: SessionCreate, user: CurrentUser, sessions: NamedDependency[SessionService]
+    ) -> SessionOut:
         """Start an AI troubleshooting session."""
         return SessionOut.of(await sessions.create(user, data))
 
     @get("/")
-    async def list_sessions(self, user: User, sessions: SessionService) -> list[SessionOut]:
+    async def list_sessions(
+        self, user: CurrentUser, sessions: NamedDependency[SessionService]
+    ) -> list[SessionOut]:
         """The caller's sessions (owned or claimed), newest first."""
         return [SessionOut.of(s) for s in await sessions.list_for(user)]
 
     @get("/{session_id:uuid}")
-    async def get_session(self, session_id: UUID, user: User, sessions: SessionService) -> SessionDetail:
+    async def get_session(
+        self, session_id: UUID, user: CurrentUser, sessions: NamedDependency[SessionService]
+    ) -> SessionDetail:
         """One session with its transcript and escalation package."""
         session = await sessions.get_visible(user, session_id)
         return SessionDetail.with_messages(session, list(await sessions.messages(session)))
 
     @post("/{session_id:uuid}/messages")
     async def add_message(
-        self, session_id: UUID, data: MessageCreate, user: User, sessions: SessionService
+        self, session_id: UUID, data: MessageCreate, user: CurrentUser, sessions: SessionService
     ) -> MessageOut:
         """Append a message to the transcript."""
         return MessageOut.of(await sessions.add_message(user, session_id, data))

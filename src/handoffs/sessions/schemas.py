@@ -11,7 +11,9 @@ import msgspec
 from handoffs.enums import MessageRole, SessionStatus
 from handoffs.models import AISession, SessionMessage
 
-TicketId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
+TicketId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+]
 
 
 class SessionCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -1,0 +1,19 @@
+"""Names for injected dependencies, so handlers read ``user: CurrentUser``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.di import NamedDependency
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handoffs.auth import current_user
+from handoffs.models import User
+
+CurrentUser = NamedDependency[User]
+DbSession = NamedDependency[AsyncSession]
+
+
+async def provide_user(request: Request[Any, Any, Any]) -> User:
+    return current_user(request)

@@ -1,0 +1,177 @@
+"""Shared fixtures: real services, one migrated database per worker, the app, demo users."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from handoffs.accounts.service import DEMO_PASSWORD, DEMO_USERS, seed_demo
+from handoffs.app import create_app
+from handoffs.config import Settings
+from handoffs.db import create_engine, create_sessionmaker, migrate
+from tests.infra import TEST_DATA, TestServices, start_test_services
+
+DEMO_EMAILS = tuple(u.email for u in DEMO_USERS)
+
+
+@pytest.fixture(scope="session")
+def test_services() -> Iterator[TestServices]:
+    services = start_test_services()
+    try:
+        yield services
+    finally:
+        services.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(test_services: TestServices, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    settings = Settings(
+        database_url=test_services.database_url,
+        redis_url=test_services.redis_url,
+        secret_key="test-secret-key-that-is-long-enough-for-hs256",
+        data_dir=tmp_path_factory.mktemp("data"),
+    )
+    migrate(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings)
+    async with create_sessionmaker(engine)() as db:
+        await seed_demo(db)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return create_sessionmaker(engine)
+
+
+@pytest.fixture
+async def db(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    async with sessionmaker() as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings, engine: AsyncEngine) -> Litestar:
+    return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app=app) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    client = Redis.from_url(settings.redis)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+async def clean_tables(request: pytest.FixtureRequest) -> None:
+    """Each test starts with only the demo accounts and users (seeded once per worker)."""
+    if "engine" not in request.fixturenames and "client" not in request.fixturenames:
+        return
+    engine: AsyncEngine = request.getfixturevalue("engine")
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("TRUNCATE outbox, notifications, session_handoffs, session_messages, ai_sessions CASCADE")
+        )
+        await conn.execute(
+            text("DELETE FROM users WHERE email <> ALL(:emails)"), {"emails": list(DEMO_EMAILS)}
+        )
+        await conn.execute(text("DELETE FROM accounts WHERE slug NOT IN ('acme-msp', 'globex-msp')"))
+
+
+@dataclass
+class Actor:
+    """A signed-in user as the tests drive them: their token and identity."""
+
+    email: str
+    id: UUID
+    name: str
+    role: str
+    account_id: UUID
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+class Api:
+    """The HTTP API as a given user calls it."""
+
+    def __init__(self, client: AsyncTestClient[Litestar], actors: dict[str, Actor]) -> None:
+        self.client = client
+        self.actors = actors
+
+    def __getitem__(self, who: str) -> Actor:
+        return self.actors[who]
+
+    async def call(self, who: str | Actor | None, method: str, path: str, **kwargs: Any) -> Any:
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if who is not None:
+            actor = who if isinstance(who, Actor) else self.actors[who]
+            headers.update(actor.headers)
+        return await self.client.request(method, path, headers=headers, **kwargs)
+
+    async def new_session(self, who: str = "jane", **fields: Any) -> dict[str, Any]:
+        body = {"title": "Outlook sync", "problem_summary": "Outlook is failing to sync email", **fields}
+        response = await self.call(who, "POST", "/api/v1/ai-sessions", json=body)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    async def hand_off(self, session_id: str, who: str = "jane", **fields: Any) -> dict[str, Any]:
+        body = {"intent": "escalate", **fields}
+        response = await self.call(who, "POST", f"/api/v1/ai-sessions/{session_id}/handoff", json=body)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    async def escalated(self, who: str = "jane", **fields: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A fresh session of ``who``, escalated; returns (session, handoff)."""
+        session = await self.new_session(who, psa_ticket_id=fields.pop("psa_ticket_id", "12345"))
+        return session, await self.hand_off(session["id"], who, **fields)
+
+
+@pytest.fixture(scope="session")
+async def actors(client: AsyncTestClient[Litestar]) -> dict[str, Actor]:
+    """Every demo user, signed in once per worker through the real login endpoint."""
+    out: dict[str, Actor] = {}
+    for email in DEMO_EMAILS:
+        response = await client.post("/api/v1/auth/login", json={"email": email, "password": DEMO_PASSWORD})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        user = body["user"]
+        out[email.split("@")[0]] = Actor(
+            email=email,
+            id=UUID(user["id"]),
+            name=user["name"],
+            role=user["role"],
+            account_id=UUID(user["account_id"]),
+            token=body["access_token"],
+        )
+    return out
+
+
+@pytest.fixture
+def api(client: AsyncTestClient[Litestar], actors: dict[str, Actor]) -> Api:
+    return Api(client, actors)
+
+
+__all__ = ["TEST_DATA", "Actor", "Api"]

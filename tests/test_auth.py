@@ -1,0 +1,100 @@
+"""Sign-in, the current user and what a missing or bad token gets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.conftest import Api
+
+
+async def test_login_returns_a_bearer_token_and_the_user(api: Api) -> None:
+    response = await api.call(
+        None, "POST", "/api/v1/auth/login", json={"email": "jane@acme.test", "password": "demo"}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "bearer"
+    assert body["access_token"]
+    assert body["user"]["email"] == "jane@acme.test"
+    assert body["user"]["role"] == "engineer"
+
+
+async def test_login_ignores_email_case_and_spaces(api: Api) -> None:
+    response = await api.call(
+        None, "POST", "/api/v1/auth/login", json={"email": " Jane@ACME.test ", "password": "demo"}
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [("jane@acme.test", "wrong"), ("nobody@acme.test", "demo")],
+)
+async def test_wrong_credentials_get_401(api: Api, email: str, password: str) -> None:
+    response = await api.call(None, "POST", "/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 401
+    assert response.json()["detail"] == "Wrong email or password"
+
+
+async def test_me_describes_the_signed_in_user(api: Api) -> None:
+    response = await api.call("ada", "GET", "/api/v1/me")
+    assert response.status_code == 200
+    me = response.json()
+    assert set(me) >= {"id", "email", "name", "role", "account_id", "team_id"}
+    assert (me["email"], me["name"], me["role"]) == ("ada@acme.test", "Ada Admin", "admin")
+    assert me["team_id"] is not None
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer not-a-jwt", "Basic amFuZTpkZW1v", "Bearer "],
+)
+async def test_missing_or_bad_token_gets_401_with_detail(api: Api, authorization: str | None) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    response = await api.call(None, "GET", "/api/v1/me", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["detail"]
+
+
+async def test_expired_token_gets_401(api: Api) -> None:
+    response = await api.call(None, "GET", "/api/v1/me", headers={"Authorization": "Bearer " + _expired_token()})
+    assert response.status_code == 401
+
+
+def _expired_token() -> str:
+    import jwt
+
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    claims = {"sub": "00000000-0000-0000-0000-000000000000", "exp": past, "iat": past - timedelta(hours=1)}
+    return jwt.encode(claims, "test-secret-key-that-is-long-enough-for-hs256", algorithm="HS256")
+
+
+async def test_token_of_a_deactivated_user_stops_working(api: Api, db) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import update
+
+    from handoffs.models import User
+
+    await db.execute(update(User).where(User.email == "sam@acme.test").values(is_active=False))
+    await db.commit()
+    try:
+        response = await api.call("sam", "GET", "/api/v1/me")
+        assert response.status_code == 401
+    finally:
+        await db.execute(update(User).where(User.email == "sam@acme.test").values(is_active=True))
+        await db.commit()
+
+
+async def test_health_and_readiness(api: Api) -> None:
+    assert (await api.call(None, "GET", "/health")).status_code == 200
+    ready = await api.call(None, "GET", "/health/ready")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ok", "postgres": "ok", "redis": "ok"}
+
+
+async def test_openapi_schema_is_served(api: Api) -> None:
+    response = await api.call(None, "GET", "/schema/openapi.json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert "/api/v1/ai-sessions/{session_id}/handoffs/{handoff_id}/claim" in paths
