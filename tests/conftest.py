@@ -175,3 +175,22 @@ def api(client: AsyncTestClient[Litestar], actors: dict[str, Actor]) -> Api:
 
 
 __all__ = ["TEST_DATA", "Actor", "Api"]
+
+
+@pytest.fixture(scope="session")
+def replicas(settings: Settings, engine: AsyncEngine) -> Iterator[list[str]]:
+    """Two API replicas as separate uvicorn processes (started once per worker)."""
+    from tests.replicas import run_replicas
+
+    with run_replicas(settings, count=2) as urls:
+        yield urls
+
+
+def mint_token(settings: Settings, user_id: UUID) -> str:
+    """A token as the login endpoint would issue it, without the argon2 cost per user."""
+    from datetime import UTC, datetime, timedelta
+
+    from litestar.security.jwt import Token
+
+    token = Token(sub=str(user_id), exp=datetime.now(UTC) + timedelta(hours=1))
+    return token.encode(secret=settings.secret_key, algorithm="HS256")

@@ -41,23 +41,56 @@ def asyncpg_dsn(url: str) -> str:
     return urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, parts.fragment))
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 async def recreate_database(admin_url: str, name: str) -> None:
+    """Create this worker's database, and drop ones left by test runs that died.
+
+    Names carry the pid, so concurrent runs on one server never touch each
+    other's databases.
+    """
     conn = await asyncpg.connect(asyncpg_dsn(admin_url))
     try:
+        for row in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'handoffs_test_%'"):
+            pid = row["datname"].rsplit("_", 1)[-1]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
 
 
+async def drop_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(admin_url))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 @dataclass
 class TestServices:
-    database_url: str
+    admin_url: str
+    database_name: str
     redis_url: str
     postgres: EmbeddedPostgres | None
     redis: EmbeddedRedis | None
 
+    @property
+    def database_url(self) -> str:
+        return with_database(self.admin_url, self.database_name)
+
     def stop(self) -> None:
+        asyncio.run(drop_database(self.admin_url, self.database_name))
         if self.redis is not None:
             self.redis.stop()
         if self.postgres is not None:
@@ -70,16 +103,16 @@ def start_test_services() -> TestServices:
     if admin_url is None:
         postgres = EmbeddedPostgres(TEST_DATA / "postgres")
         admin_url = postgres.start()
-    name = f"handoffs_test_{worker_id()}"
+    name = f"handoffs_test_{worker_id()}_{os.getpid()}"
     asyncio.run(recreate_database(admin_url, name))
 
     redis_url = os.environ.get("REDIS_URL") or None
     if redis_url is None:
-        redis = EmbeddedRedis(TEST_DATA / f"redis-{worker_id()}")
+        redis = EmbeddedRedis(TEST_DATA / f"redis-{worker_id()}-{os.getpid()}")
         redis_url = redis.start()
     else:
         # A numbered database per worker; pub/sub channels carry random
         # account ids, so they cannot collide either.
         parts = urlsplit(redis_url)
         redis_url = urlunsplit((parts.scheme, parts.netloc, f"/{1 + worker_number() % 15}", "", ""))
-    return TestServices(with_database(admin_url, name), redis_url, postgres, redis)
+    return TestServices(admin_url, name, redis_url, postgres, redis)

@@ -59,7 +59,9 @@ async def test_missing_or_bad_token_gets_401_with_detail(api: Api, authorization
 
 
 async def test_expired_token_gets_401(api: Api) -> None:
-    response = await api.call(None, "GET", "/api/v1/me", headers={"Authorization": "Bearer " + _expired_token()})
+    response = await api.call(
+        None, "GET", "/api/v1/me", headers={"Authorization": "Bearer " + _expired_token()}
+    )
     assert response.status_code == 401
 
 

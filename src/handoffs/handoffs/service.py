@@ -248,7 +248,7 @@ class HandoffService:
             .execution_options(synchronize_session=False)
         )
         if claimed is None:
-            await self.db.rollback()
+            # Nothing was written; the refusal is read in the same transaction.
             raise await self._claim_refusal(user, session_id, handoff_id)
         await self.db.execute(
             update(AISession)
@@ -306,7 +306,6 @@ class HandoffService:
             .execution_options(synchronize_session=False, populate_existing=True)
         )
         if released is None:
-            await self.db.rollback()
             raise Conflict("This handoff changed hands meanwhile; reload and try again.")
         back_to = (
             SessionStatus.escalated if handoff.intent == HandoffIntent.escalate else SessionStatus.parked

@@ -1,0 +1,739 @@
+"""Escalate vs. a one-INSERT baseline, on the same stack, in the same run.
+
+Starts embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL are set),
+migrates, seeds the demo users, pre-creates one AI session per escalation, then
+starts ONE uvicorn process serving ``create_app(extra_handlers=[baseline])``
+and drives it from this process with httpx at 32 and 128 concurrent clients.
+
+    .venv/bin/python bench/escalate.py            # full run (a couple of minutes)
+    .venv/bin/python bench/escalate.py --quick    # smoke run
+
+The baseline route is authenticated exactly like the API (JWT, user row looked
+up per request), takes the same ``db_session`` dependency, adds one outbox row
+and commits. Baseline and escalate runs alternate (ABBA per round) so machine
+noise hits both. Every response is checked for 201; failures are counted and
+reported, never counted as throughput, and the row counts in the database are
+compared with the 201s afterwards.
+
+uvicorn imports this module in the server process (``bench.escalate:make_app``),
+so the server-side part (baseline route, ``make_app``) is kept at the top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from litestar import Litestar, post
+from litestar.di import Provide
+
+from handoffs.app import create_app
+from handoffs.deps import CurrentUser, DbSession, provide_user
+from handoffs.outbox import add_outbox
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE_PATH = "/bench/baseline"
+BASELINE_TOPIC = "bench_baseline"
+API = "/api/v1"
+
+# -- server side: the baseline route and the app factory uvicorn imports ------
+
+
+class BaselineOut(msgspec.Struct):
+    id: UUID
+
+
+@post(BASELINE_PATH, dependencies={"user": Provide(provide_user)}, status_code=201)
+async def baseline_insert(user: CurrentUser, db_session: DbSession) -> BaselineOut:
+    """One INSERT + COMMIT for the caller's account, through the same auth, session and serialization."""
+    row = add_outbox(db_session, user.account_id, BASELINE_TOPIC, {"user_id": str(user.id)})
+    await db_session.commit()
+    return BaselineOut(id=row.id)
+
+
+def make_app() -> Litestar:
+    """uvicorn factory: the real app (settings from the environment) plus the baseline route."""
+    return create_app(extra_handlers=[baseline_insert])
+
+
+# -- results -------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    kind: str  # "baseline" | "escalate"
+    clients: int
+    round: int
+    ok: int = 0
+    errors: int = 0
+    elapsed_s: float = 0.0
+    exhausted: bool = False
+    latencies: list[float] = field(default_factory=list, repr=False)
+    error_samples: list[str] = field(default_factory=list)
+    #: CPU seconds spent during the run: api, services (our PostgreSQL + Redis),
+    #: loadgen (this process), machine (all busy time), steal (hypervisor).
+    cpu_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rps(self) -> float:
+        return self.ok / self.elapsed_s if self.elapsed_s else 0.0
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list (``q`` in 0..1)."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+@dataclass
+class Summary:
+    kind: str
+    clients: int
+    ok: int
+    errors: int
+    elapsed_s: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    rps_per_round: list[float]
+    api_cpu_ms_per_req: float | None
+    services_cpu_ms_per_req: float | None
+    #: Average cores busy during the runs: api, services, loadgen, other
+    #: (everything else on the machine: noise), steal.
+    cores: dict[str, float]
+
+
+def summarise(runs: list[Run]) -> Summary:
+    lat = sorted(x for r in runs for x in r.latencies)
+    ok = sum(r.ok for r in runs)
+    elapsed = sum(r.elapsed_s for r in runs)
+    metered = [r for r in runs if r.cpu_s]
+    cpu = {k: sum(r.cpu_s[k] for r in metered) for k in ("api", "services", "loadgen", "machine", "steal")}
+    cores: dict[str, float] = {}
+    if metered and elapsed:
+        t = sum(r.elapsed_s for r in metered)
+        cores = {k: round(cpu[k] / t, 2) for k in ("api", "services", "loadgen", "steal")}
+        cores["other"] = round((cpu["machine"] - cpu["api"] - cpu["services"] - cpu["loadgen"]) / t, 2)
+    return Summary(
+        kind=runs[0].kind,
+        clients=runs[0].clients,
+        ok=ok,
+        errors=sum(r.errors for r in runs),
+        elapsed_s=round(elapsed, 3),
+        rps=ok / elapsed if elapsed else 0.0,
+        p50_ms=percentile(lat, 0.50) * 1000,
+        p99_ms=percentile(lat, 0.99) * 1000,
+        rps_per_round=[round(r.rps, 1) for r in runs],
+        api_cpu_ms_per_req=cpu["api"] * 1000 / ok if metered and ok else None,
+        services_cpu_ms_per_req=cpu["services"] * 1000 / ok if metered and ok else None,
+        cores=cores,
+    )
+
+
+# -- CPU accounting (psutil, which pgserver brings; optional) ---------------------
+
+
+class CpuMeter:
+    """CPU seconds of the API process, of our PostgreSQL and Redis, of this process, and of the machine.
+
+    "other" (machine minus ours) shows how much unrelated load shared the
+    cores during a run: the number to look at before trusting a result.
+    """
+
+    def __init__(self, api_pid: int, service_pids: list[int]) -> None:
+        try:
+            import psutil
+        except ImportError:  # pragma: no cover
+            self._psutil: Any = None
+            return
+        self._psutil = psutil
+        self._api = psutil.Process(api_pid)
+        self._me = psutil.Process()
+        self._services = [psutil.Process(pid) for pid in service_pids if psutil.pid_exists(pid)]
+
+    def _tree_cpu(self, proc: Any) -> float:
+        """A service's CPU: its own, its reaped children's (exited backends) and its live children's."""
+        try:
+            t = proc.cpu_times()
+            total = float(t.user + t.system + t.children_user + t.children_system)
+            for child in proc.children(recursive=True):
+                with contextlib.suppress(self._psutil.Error):
+                    c = child.cpu_times()
+                    total += c.user + c.system
+        except self._psutil.Error:
+            return 0.0
+        return total
+
+    def sample(self) -> dict[str, float] | None:
+        if self._psutil is None:
+            return None
+        api, me, m = self._api.cpu_times(), self._me.cpu_times(), self._psutil.cpu_times()
+        return {
+            "api": api.user + api.system,
+            "services": sum(self._tree_cpu(p) for p in self._services),
+            "loadgen": me.user + me.system,
+            "machine": m.user + m.nice + m.system + getattr(m, "irq", 0.0) + getattr(m, "softirq", 0.0),
+            "steal": getattr(m, "steal", 0.0),
+        }
+
+    @staticmethod
+    def apply(run: Run, before: dict[str, float] | None, after: dict[str, float] | None) -> None:
+        if before is not None and after is not None:
+            run.cpu_s = {k: round(after[k] - before[k], 3) for k in before}
+
+
+def service_pids(svc: Any) -> list[int]:
+    """PIDs of the embedded PostgreSQL postmaster and redis-server (none for external services)."""
+    pids = []
+    if svc.postgres is not None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pidfile = svc.postgres.data_dir / "postmaster.pid"
+            pids.append(int(pidfile.read_text().splitlines()[0]))
+    proc = getattr(svc.redis, "_proc", None)
+    if proc is not None:
+        pids.append(proc.pid)
+    return pids
+
+
+# -- load generator ----------------------------------------------------------------
+
+
+ESCALATE_BODY = json.dumps(
+    {
+        "intent": "escalate",
+        "priority": "high",
+        "engineer_notes": "Tried re-creating the Outlook profile and clearing the OST cache; "
+        "sync still fails after the mailbox move. Needs someone with Exchange admin access.",
+    }
+).encode()
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+async def drive(
+    base_url: str,
+    token: str,
+    kind: str,
+    clients: int,
+    round_no: int,
+    *,
+    count: int | None,
+    duration: float | None,
+    session_ids: list[UUID] | None,
+    meter: CpuMeter | None,
+) -> Run:
+    """``clients`` workers on one keep-alive client; each loops until the work or the time runs out."""
+    import httpx
+
+    run = Run(kind=kind, clients=clients, round=round_no)
+    if kind == "escalate":
+        assert session_ids is not None
+        work: Iterator[Any] = iter(session_ids)
+        expected = 201
+    else:
+        work = iter(range(count)) if count is not None else iter(int, 1)  # iter(int, 1): endless
+        expected = 201
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, limits=limits, timeout=httpx.Timeout(60.0)
+    ) as client:
+        # Open every keep-alive connection before the clock starts.
+        await asyncio.gather(*(client.get("/health") for _ in range(clients)))
+
+        deadline = math.inf
+        latencies = run.latencies
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                try:
+                    item = next(work)
+                except StopIteration:
+                    if kind == "escalate" and duration is not None:
+                        run.exhausted = True
+                    return
+                path = f"{API}/ai-sessions/{item}/handoff" if kind == "escalate" else BASELINE_PATH
+                body = ESCALATE_BODY if kind == "escalate" else None
+                t0 = time.perf_counter()
+                try:
+                    response = await client.post(path, content=body, headers=JSON_HEADERS if body else None)
+                except httpx.HTTPError as exc:
+                    run.errors += 1
+                    if len(run.error_samples) < 5:
+                        run.error_samples.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                dt = time.perf_counter() - t0
+                if response.status_code == expected:
+                    run.ok += 1
+                    latencies.append(dt)
+                else:
+                    run.errors += 1
+                    if len(run.error_samples) < 5:
+                        run.error_samples.append(f"{response.status_code}: {response.text[:300]}")
+
+        before = meter.sample() if meter else None
+        start = time.perf_counter()
+        if duration is not None:
+            deadline = start + duration
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        run.elapsed_s = time.perf_counter() - start
+        if meter:
+            CpuMeter.apply(run, before, meter.sample())
+    return run
+
+
+# -- setup: services, data, server ---------------------------------------------------
+
+
+@dataclass
+class Seeded:
+    user_id: UUID
+    account_id: UUID
+
+
+async def seed(settings: Any) -> Seeded:
+    from sqlalchemy import select
+
+    from handoffs.accounts.service import seed_demo
+    from handoffs.db import create_engine, create_sessionmaker
+    from handoffs.models import User
+
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as db:
+            await seed_demo(db)
+            jane = await db.scalar(select(User).where(User.email == "jane@acme.test"))
+            assert jane is not None
+            return Seeded(user_id=jane.id, account_id=jane.account_id)
+    finally:
+        await engine.dispose()
+
+
+async def create_sessions(settings: Any, owner: Seeded, n: int, messages: int) -> list[UUID]:
+    """``n`` active sessions of ``owner``, each with a ``messages``-long transcript, in bulk.
+
+    The same rows SessionService.create / add_message write, inserted with
+    multi-row INSERTs so tens of thousands take seconds, not minutes.
+    """
+    from sqlalchemy import insert
+
+    from handoffs.db import create_engine, create_sessionmaker
+    from handoffs.enums import MessageRole, SessionStatus
+    from handoffs.models import AISession, SessionMessage
+
+    engine = create_engine(settings)
+    ids: list[UUID] = []
+    try:
+        async with create_sessionmaker(engine)() as db:
+            for start in range(0, n, 2000):
+                chunk = range(start, min(n, start + 2000))
+                rows = [
+                    {
+                        "account_id": owner.account_id,
+                        "owner_id": owner.user_id,
+                        "title": f"Outlook sync #{i}",
+                        "problem_summary": "Outlook is failing to sync email after the mailbox "
+                        "moved to Exchange Online; OWA works.",
+                        "psa_ticket_id": str(100000 + i),
+                        "status": SessionStatus.active,
+                    }
+                    for i in chunk
+                ]
+                new_ids = list(await db.scalars(insert(AISession).returning(AISession.id), rows))
+                ids.extend(new_ids)
+                if messages:
+                    await db.execute(
+                        insert(SessionMessage),
+                        [
+                            {
+                                "account_id": owner.account_id,
+                                "session_id": sid,
+                                "role": MessageRole.user if k % 2 == 0 else MessageRole.assistant,
+                                "content": f"Step {k}: checked the autodiscover record and the "
+                                "OST size; the profile still loops on 'Trying to connect'.",
+                            }
+                            for sid in new_ids
+                            for k in range(messages)
+                        ],
+                    )
+            await db.commit()
+    finally:
+        await engine.dispose()
+    return ids
+
+
+async def table_counts(settings: Any) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from handoffs.db import create_engine
+    from handoffs.models import Notification, OutboxMessage, SessionHandoff
+
+    count = select(func.count())
+    queries = {
+        "handoffs": count.select_from(SessionHandoff),
+        "notifications": count.select_from(Notification),
+        "outbox_escalate": count.select_from(OutboxMessage).where(OutboxMessage.topic != BASELINE_TOPIC),
+        "outbox_baseline": count.select_from(OutboxMessage).where(OutboxMessage.topic == BASELINE_TOPIC),
+    }
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as conn:
+            return {name: int((await conn.execute(q)).scalar_one()) for name, q in queries.items()}
+    finally:
+        await engine.dispose()
+
+
+@contextlib.contextmanager
+def api_server(env: dict[str, str], log_path: Path) -> Iterator[tuple[str, int]]:
+    """One uvicorn process serving ``bench.escalate:make_app`` on a free loopback port."""
+    import httpx
+
+    from handoffs.embedded import free_port
+
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.escalate:make_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"API server exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}"
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"API server did not become ready:\n{log_path.read_text()[-3000:]}")
+                time.sleep(0.2)
+            yield url, proc.pid
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def login(base_url: str) -> str:
+    import httpx
+
+    from handoffs.accounts.service import DEMO_PASSWORD
+
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        response = await client.post(
+            f"{API}/auth/login", json={"email": "jane@acme.test", "password": DEMO_PASSWORD}
+        )
+        response.raise_for_status()
+        return str(response.json()["access_token"])
+
+
+# -- the benchmark ------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    clients: list[int]
+    rounds: int
+    requests: int | None  # per run (fixed-count mode)
+    duration: float | None  # per run (time mode)
+    warmup: int  # requests per endpoint per client level
+    messages: int
+
+
+async def benchmark(
+    base_url: str, meter: CpuMeter, settings: Any, owner: Seeded, plan: Plan
+) -> dict[str, Any]:
+    token = await login(base_url)
+
+    # Warm-up sessions, then (time mode) size the pool from the warm-up rate.
+    warm_ids = await create_sessions(settings, owner, plan.warmup * len(plan.clients), plan.messages)
+    counts_before = await table_counts(settings)
+
+    def log(run: Run) -> None:
+        flag = " (session pool exhausted)" if run.exhausted else ""
+        print(
+            f"  round {run.round} {run.kind:<8} clients={run.clients:<4} "
+            f"{run.rps:8.1f} req/s  ok={run.ok} errors={run.errors}{flag}",
+            flush=True,
+        )
+
+    print("warm-up", flush=True)
+    warm: list[Run] = []
+    for i, clients in enumerate(plan.clients):
+        ids = warm_ids[i * plan.warmup : (i + 1) * plan.warmup]
+        for kind in ("baseline", "escalate"):
+            run = await drive(
+                base_url,
+                token,
+                kind,
+                clients,
+                0,
+                count=plan.warmup,
+                duration=None,
+                session_ids=ids,
+                meter=None,
+            )
+            log(run)
+            warm.append(run)
+
+    if plan.duration is not None:
+        # Generous: 3x the best warm-up escalate rate, at least 2000 per run.
+        best = max((r.rps for r in warm if r.kind == "escalate"), default=1000.0)
+        per_run = max(2000, int(best * 3 * plan.duration))
+    else:
+        assert plan.requests is not None
+        per_run = plan.requests
+    n_runs = plan.rounds * len(plan.clients)
+    print(f"pre-creating {per_run * n_runs} sessions ({plan.messages} messages each)", flush=True)
+    pool = await create_sessions(settings, owner, per_run * n_runs, plan.messages)
+    slices = iter(pool[i * per_run : (i + 1) * per_run] for i in range(n_runs))
+
+    print("timed runs", flush=True)
+    runs: list[Run] = []
+    for round_no in range(1, plan.rounds + 1):
+        for clients in plan.clients:
+            # ABBA: baseline first in odd rounds, escalate first in even ones.
+            order = ("baseline", "escalate") if round_no % 2 else ("escalate", "baseline")
+            ids = next(slices)
+            for kind in order:
+                run = await drive(
+                    base_url,
+                    token,
+                    kind,
+                    clients,
+                    round_no,
+                    count=plan.requests,
+                    duration=plan.duration,
+                    session_ids=ids if kind == "escalate" else None,
+                    meter=meter,
+                )
+                log(run)
+                runs.append(run)
+                await asyncio.sleep(0.5)
+
+    counts_after = await table_counts(settings)
+    delta = {k: counts_after[k] - counts_before[k] for k in counts_after}
+    all_runs = warm + runs
+    escalated = sum(r.ok for r in all_runs if r.kind == "escalate")
+    baselined = sum(r.ok for r in all_runs if r.kind == "baseline")
+    checks = {
+        "handoffs_rows_equal_escalate_201s": delta["handoffs"] == escalated,
+        "baseline_rows_equal_baseline_201s": delta["outbox_baseline"] == baselined,
+    }
+
+    summaries: list[Summary] = []
+    ratios: list[dict[str, Any]] = []
+    for clients in plan.clients:
+        base = summarise([r for r in runs if r.kind == "baseline" and r.clients == clients])
+        esc = summarise([r for r in runs if r.kind == "escalate" and r.clients == clients])
+        summaries += [base, esc]
+        per_round = [
+            round(e / b, 3) if b else None for b, e in zip(base.rps_per_round, esc.rps_per_round, strict=True)
+        ]
+        ratios.append(
+            {
+                "clients": clients,
+                "ratio": esc.rps / base.rps if base.rps else None,
+                "ratio_per_round": per_round,
+                "latency_p50_ratio": esc.p50_ms / base.p50_ms if base.p50_ms else None,
+            }
+        )
+    return {
+        "plan": asdict(plan),
+        "summaries": [asdict(s) for s in summaries],
+        "ratios": ratios,
+        "runs": [{k: v for k, v in asdict(r).items() if k != "latencies"} for r in runs],
+        "row_delta": delta,
+        "rows_per_escalate": {
+            "notifications": delta["notifications"] / escalated if escalated else None,
+            "outbox": delta["outbox_escalate"] / escalated if escalated else None,
+        },
+        "checks": checks,
+        "total_errors": sum(r.errors for r in all_runs),
+    }
+
+
+def markdown(result: dict[str, Any], target: float) -> str:
+    def f(value: float | None, fmt: str) -> str:
+        return (
+            "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
+        )
+
+    lines = [
+        "| clients | endpoint | req/s | p50 ms | p99 ms | ok | errors "
+        "| API CPU ms/req | PG+Redis CPU ms/req | cores: API / PG+Redis / loadgen / other |",
+        "|--:|---|--:|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for s in result["summaries"]:
+        c = s["cores"]
+        cores = " / ".join(f(c.get(k), ".2f") for k in ("api", "services", "loadgen", "other"))
+        lines.append(
+            f"| {s['clients']} | {s['kind']} | {s['rps']:.0f} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} "
+            f"| {s['ok']} | {s['errors']} | {f(s['api_cpu_ms_per_req'], '.2f')} "
+            f"| {f(s['services_cpu_ms_per_req'], '.2f')} | {cores} |"
+        )
+    lines += [
+        "",
+        f"| clients | escalate / baseline throughput | per round | target ≥ {target} |",
+        "|--:|--:|---|---|",
+    ]
+    for r in result["ratios"]:
+        met = r["ratio"] is not None and r["ratio"] >= target
+        lines.append(
+            f"| {r['clients']} | {f(r['ratio'], '.2f')} | {', '.join(f(x, '.2f') for x in r['ratio_per_round'])} "
+            f"| {'met' if met else 'MISSED'} |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    return info
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--quick", action="store_true", help="short smoke run (1 round, few requests)")
+    p.add_argument("--requests", type=int, help="requests per timed run (default 3000; --quick 400)")
+    p.add_argument("--duration", type=float, help="seconds per timed run instead of a request count")
+    p.add_argument("--rounds", type=int, help="ABBA rounds per client level (default 2; --quick 1)")
+    p.add_argument("--clients", default="32,128", help="comma-separated concurrency levels (default 32,128)")
+    p.add_argument("--warmup", type=int, help="warm-up requests per endpoint per level (default 500)")
+    p.add_argument("--messages", type=int, default=6, help="transcript length of each session (default 6)")
+    p.add_argument("--target", type=float, default=0.5, help="required escalate/baseline ratio")
+    p.add_argument("--json", type=Path, help="write results here (default bench/out/escalate-<time>.json)")
+    p.add_argument("--no-json", action="store_true", help="do not write a JSON file")
+    p.add_argument("--keep-data", action="store_true", help="keep the temporary data dir")
+    args = p.parse_args(argv)
+    if args.requests is not None and args.duration is not None:
+        p.error("give --requests or --duration, not both")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    from handoffs.config import Settings
+    from handoffs.db import migrate
+    from handoffs.embedded import services
+
+    args = parse_args(argv)
+    plan = Plan(
+        clients=[int(c) for c in args.clients.split(",") if c.strip()],
+        rounds=args.rounds or (1 if args.quick else 2),
+        requests=None if args.duration is not None else (args.requests or (400 if args.quick else 3000)),
+        duration=args.duration,
+        warmup=args.warmup or (150 if args.quick else 500),
+        messages=args.messages,
+    )
+    data_dir = Path(tempfile.mkdtemp(prefix="handoffs-bench-"))
+    secret = secrets.token_urlsafe(48)
+    try:
+        with services(
+            data_dir, os.environ.get("DATABASE_URL") or None, os.environ.get("REDIS_URL") or None
+        ) as svc:
+            settings = Settings(
+                database_url=svc.database_url, redis_url=svc.redis_url, secret_key=secret, data_dir=data_dir
+            )
+            migrate(settings)
+            owner = asyncio.run(seed(settings))
+            env = {
+                **os.environ,
+                "DATABASE_URL": svc.database_url,
+                "REDIS_URL": svc.redis_url,
+                "SECRET_KEY": secret,
+                "HANDOFFS_DATA_DIR": str(data_dir),
+                "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+            }
+            print(
+                f"services: postgres {'embedded' if svc.postgres else 'external'}, "
+                f"redis {'embedded' if svc.redis else 'external'}; data dir {data_dir}",
+                flush=True,
+            )
+            with api_server(env, data_dir / "api.log") as (url, pid):
+                print(f"API (1 uvicorn process, pid {pid}) at {url}", flush=True)
+                meter = CpuMeter(pid, service_pids(svc))
+                result = _run_loop(benchmark(url, meter, settings, owner, plan))
+    finally:
+        if not args.keep_data:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+    result["machine"] = machine()
+    result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    result["command"] = " ".join([".venv/bin/python", "bench/escalate.py", *(argv or sys.argv[1:])])
+    table = markdown(result, args.target)
+    m = result["machine"]
+    print(f"\n{m.get('cpu', '?')}, nproc={m['nproc']}, Python {m['python']}\n")
+    print(table)
+    print(
+        f"\nrows per escalate: {result['rows_per_escalate']}; checks: {result['checks']}; "
+        f"errors: {result['total_errors']}"
+    )
+    for run in result["runs"]:
+        for sample in run["error_samples"]:
+            print(f"  error ({run['kind']}, {run['clients']} clients): {sample}")
+    if not args.no_json:
+        out = args.json or ROOT / "bench" / "out" / f"escalate-{datetime.now():%Y%m%d-%H%M%S}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=str))
+        print(f"\nJSON: {out}")
+    ok = result["total_errors"] == 0 and all(result["checks"].values())
+    return 0 if ok else 1
+
+
+def _run_loop(coro: Any) -> Any:
+    """The load generator on uvloop when available (as the server is), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

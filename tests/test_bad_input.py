@@ -1,0 +1,308 @@
+"""Bad input: a 4xx with a `detail` a person can read, never a 500, and nothing written."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handoffs.models import AISession, Notification, OutboxMessage, SessionHandoff, SessionMessage
+from tests.conftest import Api
+
+API = "/api/v1"
+MODELS = (AISession, SessionHandoff, SessionMessage, Notification, OutboxMessage)
+MAX_NOTES = 10_000
+BODY_ERROR = {400, 422}
+PATH_ERROR = {400, 404}
+
+
+class Raw(bytes):
+    """A request body sent as-is with a JSON content type (for bodies that are not valid JSON)."""
+
+
+def case(
+    case_id: str,
+    who: str | None,
+    method: str,
+    path: str,
+    body: Any,
+    field: str | None = None,
+    statuses: set[int] = BODY_ERROR,
+) -> Any:
+    return pytest.param(who, method, path, body, field, statuses, id=case_id)
+
+
+SESSIONS = "/ai-sessions"
+MESSAGES = "/ai-sessions/{session}/messages"
+HANDOFF = "/ai-sessions/{session}/handoff"
+LOGIN = "/auth/login"
+MSG = {"role": "user", "content": "hello"}
+
+CASES = [
+    # -- malformed JSON and JSON that is not an object
+    case("create-session-malformed-json", "jane", "POST", SESSIONS, Raw(b'{"title": "x"')),
+    case("create-session-json-array", "jane", "POST", SESSIONS, []),
+    case("create-session-json-string", "jane", "POST", SESSIONS, "Outlook"),
+    case("create-session-json-number", "jane", "POST", SESSIONS, 42),
+    case("create-session-json-null", "jane", "POST", SESSIONS, Raw(b"null")),
+    case("message-malformed-json", "jane", "POST", MESSAGES, Raw(b"{role: user}")),
+    case("message-json-array", "jane", "POST", MESSAGES, ["user", "hello"]),
+    case("handoff-malformed-json", "jane", "POST", HANDOFF, Raw(b'{"intent": "escalate",}')),
+    case("handoff-json-string", "jane", "POST", HANDOFF, "escalate"),
+    case("handoff-json-array", "jane", "POST", HANDOFF, [{"intent": "escalate"}]),
+    case("login-malformed-json", None, "POST", LOGIN, Raw(b'{"email": "jane@acme.test", "password"}')),
+    case("login-json-array", None, "POST", LOGIN, ["jane@acme.test", "demo"]),
+    case("login-not-json-at-all", None, "POST", LOGIN, Raw(b"email=jane@acme.test&password=demo")),
+    # -- closed vocabularies
+    case("unknown-intent", "jane", "POST", HANDOFF, {"intent": "panic"}, "intent"),
+    case("unknown-priority", "jane", "POST", HANDOFF, {"intent": "escalate", "priority": "asap"}, "priority"),
+    case("unknown-message-role", "jane", "POST", MESSAGES, {"role": "system", "content": "hi"}, "role"),
+    # -- UUIDs in the body
+    case(
+        "target-user-id-not-a-uuid",
+        "jane",
+        "POST",
+        HANDOFF,
+        {"intent": "escalate", "target_user_id": "sam"},
+        "target_user_id",
+    ),
+    case(
+        "target-user-id-almost-a-uuid",
+        "jane",
+        "POST",
+        HANDOFF,
+        {"intent": "escalate", "target_user_id": "00000000-0000-0000-0000-00000000000g"},
+        "target_user_id",
+    ),
+    case(
+        "target-user-id-no-such-user",
+        "jane",
+        "POST",
+        HANDOFF,
+        {"intent": "escalate", "target_user_id": str(uuid4())},
+        "target_user_id",
+    ),
+    # -- lengths
+    case(
+        "engineer-notes-over-limit",
+        "jane",
+        "POST",
+        HANDOFF,
+        {"intent": "escalate", "engineer_notes": "n" * (MAX_NOTES + 1)},
+        "engineer_notes",
+    ),
+    case("empty-message-content", "jane", "POST", MESSAGES, {"role": "user", "content": ""}, "content"),
+    case("psa-ticket-id-too-long", "jane", "POST", SESSIONS, {"psa_ticket_id": "T" * 65}, "psa_ticket_id"),
+    case("title-too-long", "jane", "POST", SESSIONS, {"title": "t" * 201}, "title"),
+    # -- missing required fields
+    case("missing-intent", "jane", "POST", HANDOFF, {"priority": "high"}, "intent"),
+    case("empty-handoff-body", "jane", "POST", HANDOFF, {}, "intent"),
+    case("missing-message-role", "jane", "POST", MESSAGES, {"content": "hello"}, "role"),
+    case("missing-message-content", "jane", "POST", MESSAGES, {"role": "user"}, "content"),
+    case("login-missing-email", None, "POST", LOGIN, {"password": "demo"}, "email"),
+    case("login-missing-password", None, "POST", LOGIN, {"email": "jane@acme.test"}, "password"),
+    # -- unknown fields
+    case(
+        "session-unknown-field",
+        "jane",
+        "POST",
+        SESSIONS,
+        {"title": "x", "owner_id": str(uuid4())},
+        "owner_id",
+    ),
+    case("message-unknown-field", "jane", "POST", MESSAGES, {**MSG, "author": "sam"}, "author"),
+    case(
+        "handoff-unknown-field",
+        "jane",
+        "POST",
+        HANDOFF,
+        {"intent": "escalate", "claimed_by": str(uuid4())},
+        "claimed_by",
+    ),
+    case(
+        "login-unknown-field",
+        None,
+        "POST",
+        LOGIN,
+        {"email": "jane@acme.test", "password": "demo", "role": "owner"},
+        "role",
+    ),
+    # -- wrong types
+    case("priority-number", "jane", "POST", HANDOFF, {"intent": "escalate", "priority": 3}, "priority"),
+    case("intent-boolean", "jane", "POST", HANDOFF, {"intent": True}, "intent"),
+    case(
+        "engineer-notes-list",
+        "jane",
+        "POST",
+        HANDOFF,
+        {"intent": "escalate", "engineer_notes": ["a", "b"]},
+        "engineer_notes",
+    ),
+    case("message-content-number", "jane", "POST", MESSAGES, {"role": "user", "content": 5}, "content"),
+    case("psa-ticket-id-number", "jane", "POST", SESSIONS, {"psa_ticket_id": 12345}, "psa_ticket_id"),
+    case("login-email-number", None, "POST", LOGIN, {"email": 5, "password": "demo"}, "email"),
+    # -- bad UUIDs in paths
+    case("get-session-bad-uuid", "jane", "GET", "/ai-sessions/not-a-uuid", None, statuses=PATH_ERROR),
+    case(
+        "get-session-uuid-with-junk",
+        "jane",
+        "GET",
+        "/ai-sessions/{session}x",
+        None,
+        statuses=PATH_ERROR,
+    ),
+    case("message-bad-session-uuid", "jane", "POST", "/ai-sessions/123/messages", MSG, statuses=PATH_ERROR),
+    case(
+        "handoff-bad-session-uuid",
+        "jane",
+        "POST",
+        "/ai-sessions/abc/handoff",
+        {"intent": "escalate"},
+        statuses=PATH_ERROR,
+    ),
+    case(
+        "list-handoffs-bad-session-uuid",
+        "jane",
+        "GET",
+        "/ai-sessions/zzz/handoffs",
+        None,
+        statuses=PATH_ERROR,
+    ),
+    case(
+        "get-handoff-bad-handoff-uuid",
+        "jane",
+        "GET",
+        "/ai-sessions/{session}/handoffs/not-a-uuid",
+        None,
+        statuses=PATH_ERROR,
+    ),
+    case(
+        "claim-bad-handoff-uuid",
+        "sam",
+        "POST",
+        "/ai-sessions/{session}/handoffs/42/claim",
+        None,
+        statuses=PATH_ERROR,
+    ),
+    case(
+        "release-bad-session-uuid",
+        "sam",
+        "POST",
+        "/ai-sessions/nope/handoffs/{session}/release",
+        None,
+        statuses=PATH_ERROR,
+    ),
+    case("read-notification-bad-uuid", "sam", "POST", "/notifications/xyz/read", None, statuses=PATH_ERROR),
+]
+
+
+async def row_counts(db: AsyncSession) -> dict[str, int]:
+    counts = {
+        model.__tablename__: int(await db.scalar(select(func.count()).select_from(model)) or 0)
+        for model in MODELS
+    }
+    await db.rollback()  # hold no transaction open across the request
+    return counts
+
+
+async def session_row(db: AsyncSession, session_id: str) -> tuple[Any, ...]:
+    row = (
+        await db.execute(
+            select(AISession.status, AISession.assignee_id, AISession.updated_at).where(
+                AISession.id == session_id
+            )
+        )
+    ).one()
+    await db.rollback()
+    return tuple(row)
+
+
+async def send(api: Api, who: str | None, method: str, path: str, body: Any) -> Any:
+    kwargs: dict[str, Any] = {}
+    if isinstance(body, Raw):
+        kwargs = {"content": bytes(body), "headers": {"Content-Type": "application/json"}}
+    elif body is not None:
+        kwargs = {"content": json.dumps(body), "headers": {"Content-Type": "application/json"}}
+    return await api.call(who, method, API + path, **kwargs)
+
+
+@pytest.mark.parametrize(("who", "method", "template", "body", "field", "statuses"), CASES)
+async def test_bad_input_answers_4xx_with_detail_and_writes_nothing(
+    api: Api,
+    db: AsyncSession,
+    who: str | None,
+    method: str,
+    template: str,
+    body: Any,
+    field: str | None,
+    statuses: set[int],
+) -> None:
+    session = await api.new_session("jane", psa_ticket_id="12345")
+    path = template.format(session=session["id"])
+    before = await row_counts(db)
+    session_before = await session_row(db, session["id"])
+
+    response = await send(api, who, method, path, body)
+
+    assert response.status_code in statuses, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    detail = response.json()["detail"]
+    assert isinstance(detail, str)
+    assert detail.strip()
+    assert "Traceback" not in detail
+    if field is not None:
+        assert field in detail, detail
+    assert await row_counts(db) == before
+    assert await session_row(db, session["id"]) == session_before
+
+
+# (template, body, table that gains exactly one row, field, stored length)
+AT_THE_LIMIT = [
+    pytest.param(
+        HANDOFF,
+        {"intent": "escalate", "engineer_notes": "n" * MAX_NOTES},
+        SessionHandoff,
+        "engineer_notes",
+        MAX_NOTES,
+        id="engineer-notes-exactly-10000",
+    ),
+    pytest.param(
+        HANDOFF,
+        {"intent": "park", "engineer_notes": "p" * MAX_NOTES},
+        SessionHandoff,
+        "engineer_notes",
+        MAX_NOTES,
+        id="park-notes-exactly-10000",
+    ),
+    pytest.param(
+        SESSIONS, {"psa_ticket_id": "T" * 64}, AISession, "psa_ticket_id", 64, id="psa-ticket-id-exactly-64"
+    ),
+    pytest.param(SESSIONS, {"title": "t" * 200}, AISession, "title", 200, id="title-exactly-200"),
+    pytest.param(
+        MESSAGES, {"role": "tool", "content": "x"}, SessionMessage, "content", 1, id="message-content-one-char"
+    ),
+]
+
+
+@pytest.mark.parametrize(("template", "body", "model", "field", "length"), AT_THE_LIMIT)
+async def test_value_at_the_limit_is_accepted(
+    api: Api, db: AsyncSession, template: str, body: dict[str, Any], model: Any, field: str, length: int
+) -> None:
+    session = await api.new_session("jane", psa_ticket_id="12345")
+    before = await row_counts(db)
+
+    response = await send(api, "jane", "POST", template.format(session=session["id"]), body)
+
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert len(created[field]) == length
+    after = await row_counts(db)
+    assert after[model.__tablename__] == before[model.__tablename__] + 1
+    stored = await db.scalar(select(getattr(model, field)).where(model.id == created["id"]))
+    await db.rollback()
+    assert stored is not None
+    assert len(stored) == length

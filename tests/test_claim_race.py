@@ -1,0 +1,78 @@
+"""Exactly one of many concurrent claims wins — across two real API replicas."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handoffs.accounts.service import UserService
+from handoffs.config import Settings
+from handoffs.enums import Role
+from handoffs.models import Account, SessionHandoff
+from handoffs.passwords import hash_password
+from tests.conftest import Api, mint_token
+
+CLAIMERS = 50
+ROUNDS = 20
+
+
+@pytest.fixture
+async def claimer_tokens(db: AsyncSession, settings: Settings, api: Api) -> list[tuple[str, str]]:
+    """Fifty distinct Acme engineers, as (user id, token)."""
+    account = await db.scalar(select(Account).where(Account.id == api["jane"].account_id))
+    assert account is not None
+    service = UserService(db)
+    shared_hash = hash_password("race")
+    users = [
+        await service.create_user(
+            account=account,
+            email=f"racer{i}@acme.test",
+            name=f"Racer {i}",
+            role=Role.engineer,
+            password_hash=shared_hash,
+        )
+        for i in range(CLAIMERS)
+    ]
+    await db.commit()
+    return [(str(u.id), mint_token(settings, u.id)) for u in users]
+
+
+async def _claim(http: httpx.AsyncClient, start: asyncio.Event, url: str, token: str) -> httpx.Response:
+    await start.wait()
+    return await http.post(url, headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.mark.slow
+async def test_fifty_concurrent_claims_on_two_replicas_have_exactly_one_winner(
+    api: Api, replicas: list[str], claimer_tokens: list[tuple[str, str]], db: AsyncSession
+) -> None:
+    limits = httpx.Limits(max_connections=CLAIMERS * 2, max_keepalive_connections=CLAIMERS * 2)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+        for _ in range(ROUNDS):
+            session, handoff = await api.escalated("jane")
+            path = f"/api/v1/ai-sessions/{session['id']}/handoffs/{handoff['id']}/claim"
+            # Half the claimers hit each replica, all released at once.
+            start = asyncio.Event()
+
+            tasks = [
+                asyncio.create_task(_claim(http, start, replicas[i % len(replicas)] + path, token))
+                for i, (_, token) in enumerate(claimer_tokens)
+            ]
+            await asyncio.sleep(0.05)
+            start.set()
+            responses = await asyncio.gather(*tasks)
+
+            statuses = Counter(r.status_code for r in responses)
+            assert statuses == {200: 1, 409: CLAIMERS - 1}, statuses
+            winner = next(r.json() for r in responses if r.status_code == 200)
+            losers = [r.json() for r in responses if r.status_code == 409]
+            assert {loser["claimed_by"]["id"] for loser in losers} == {winner["claimed_by"]}
+            db.expire_all()
+            row = await db.scalar(select(SessionHandoff).where(SessionHandoff.id == handoff["id"]))
+            assert row is not None
+            assert str(row.claimed_by) == winner["claimed_by"]
