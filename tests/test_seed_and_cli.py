@@ -1,0 +1,114 @@
+"""Demo seed, the CLI and migrations, against the real database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from handoffs.accounts.service import DEMO_USERS, seed_demo
+from handoffs.config import Settings
+from handoffs.models import Account, Team, User
+from tests.replicas import ROOT, replica_env
+
+
+async def _snapshot(db: AsyncSession) -> list[tuple[str, ...]]:
+    users = await db.execute(select(User.email, User.name, User.role, User.password_hash, User.account_id))
+    accounts = await db.execute(select(Account.slug, Account.id))
+    teams = await db.execute(select(Team.name, Team.account_id, Team.id))
+    return sorted(tuple(map(str, row)) for rows in (users, accounts, teams) for row in rows.all())
+
+
+async def test_seeding_twice_changes_nothing(db: AsyncSession, engine: AsyncEngine) -> None:
+    before = await _snapshot(db)
+    assert await seed_demo(db) == 0
+    assert await _snapshot(db) == before
+    assert await db.scalar(select(func.count()).select_from(User)) == len(DEMO_USERS)
+    assert await db.scalar(select(func.count()).select_from(Account)) == 2
+
+
+async def test_seed_creates_the_documented_demo_users(db: AsyncSession, engine: AsyncEngine) -> None:
+    rows = await db.execute(select(User.email, User.name, User.role, Account.name).join(Account))
+    assert {(e, n, r.value, a) for e, n, r, a in rows.all()} == {
+        (u.email, u.name, u.role.value, u.account) for u in DEMO_USERS
+    }
+
+
+def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "handoffs.cli", *args],
+        cwd=ROOT,
+        env=replica_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_cli_seed_and_migrate_are_idempotent(settings: Settings, engine: AsyncEngine) -> None:
+    migrate = _cli(settings, "migrate")
+    assert migrate.returncode == 0, migrate.stderr
+    seed = _cli(settings, "seed")
+    assert seed.returncode == 0, seed.stderr
+    assert "seeded: 0 users added" in seed.stdout
+
+
+async def test_cli_create_user_makes_a_user_who_can_sign_in(
+    settings: Settings, api, engine: AsyncEngine
+) -> None:  # type: ignore[no-untyped-def]
+    created = _cli(
+        settings,
+        "create-user", "--email", "new@initech.test", "--name", "Peter Gibbons",
+        "--account", "Initech", "--role", "admin", "--password", "s3cret-pass",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    login = await api.call(
+        None, "POST", "/api/v1/auth/login", json={"email": "new@initech.test", "password": "s3cret-pass"}
+    )
+    assert login.status_code == 200
+    assert login.json()["user"]["role"] == "admin"
+    again = _cli(
+        settings,
+        "create-user", "--email", "new@initech.test", "--name", "Peter", "--account", "Initech", "--password", "x",
+    )  # fmt: skip
+    assert again.returncode != 0
+    assert "already exists" in again.stderr
+
+
+def test_serve_refuses_to_start_without_service_urls() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    result = subprocess.run(
+        [sys.executable, "-m", "handoffs.cli", "serve", "--port", "1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "DATABASE_URL and REDIS_URL" in result.stderr
+
+
+async def test_migrations_match_the_models(settings: Settings, engine: AsyncEngine) -> None:
+    """`alembic check`: a model change without a migration fails here."""
+    import asyncio
+
+    from alembic import command
+
+    from handoffs.db import alembic_config
+
+    await asyncio.to_thread(command.check, alembic_config(settings))
+
+
+async def test_queue_query_uses_the_partial_queue_index(db: AsyncSession, engine: AsyncEngine) -> None:
+    await db.execute(text("SET LOCAL enable_seqscan = off"))
+    plan = "\n".join(
+        row[0]
+        for row in await db.execute(
+            text(
+                "EXPLAIN SELECT id FROM session_handoffs WHERE account_id = '00000000-0000-0000-0000-000000000001' "
+                "AND claimed_by IS NULL ORDER BY priority_rank DESC, created_at LIMIT 200"
+            )
+        )
+    )
+    assert "ix_handoffs_queue" in plan
