@@ -86,6 +86,22 @@ CASES = [
         {"intent": "escalate", "target_user_id": str(uuid4())},
         "target_user_id",
     ),
+    case(
+        "target-user-id-is-a-viewer",
+        "jane",
+        "POST",
+        HANDOFF,
+        {"intent": "escalate", "target_user_id": "@victor"},
+        "target_user_id",
+    ),
+    case(
+        "target-user-id-is-the-caller",
+        "jane",
+        "POST",
+        HANDOFF,
+        {"intent": "escalate", "target_user_id": "@jane"},
+        "target_user_id",
+    ),
     # -- lengths
     case(
         "engineer-notes-over-limit",
@@ -221,7 +237,18 @@ async def session_row(db: AsyncSession, session_id: str) -> tuple[Any, ...]:
     return tuple(row)
 
 
+def with_actor_ids(api: Api, body: Any) -> Any:
+    """``"@sam"`` in a body stands for that demo user's id."""
+    if not isinstance(body, dict):
+        return body
+    return {
+        key: str(api[value[1:]].id) if isinstance(value, str) and value.startswith("@") else value
+        for key, value in body.items()
+    }
+
+
 async def send(api: Api, who: str | None, method: str, path: str, body: Any) -> Any:
+    body = with_actor_ids(api, body)
     kwargs: dict[str, Any] = {}
     if isinstance(body, Raw):
         kwargs = {"content": bytes(body), "headers": {"Content-Type": "application/json"}}
@@ -283,7 +310,12 @@ AT_THE_LIMIT = [
     ),
     pytest.param(SESSIONS, {"title": "t" * 200}, AISession, "title", 200, id="title-exactly-200"),
     pytest.param(
-        MESSAGES, {"role": "tool", "content": "x"}, SessionMessage, "content", 1, id="message-content-one-char"
+        MESSAGES,
+        {"role": "tool", "content": "x"},
+        SessionMessage,
+        "content",
+        1,
+        id="message-content-one-char",
     ),
 ]
 
