@@ -7,15 +7,23 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from handoffs.models import Account  # noqa: F401 - registers every table on the metadata
+from handoffs.models import Account, StrEnumType  # registers every table on the metadata
 
 config = context.config
 target_metadata = Account.metadata
 
 
+def render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+    """Enum columns are plain strings in the database; render them so."""
+    if type_ == "type" and isinstance(obj, StrEnumType):
+        return "sa.String(length=20)"
+    return False
+
+
 def _configure(**kwargs: object) -> None:
     context.configure(
         target_metadata=target_metadata,
+        render_item=render_item,
         compare_type=True,
         render_as_batch=False,
         # Render advanced-alchemy types as sa.GUID etc.; script.py.mako aliases them.

@@ -9,23 +9,31 @@ from contextlib import asynccontextmanager
 from advanced_alchemy.extensions.litestar import AsyncSessionConfig, SQLAlchemyAsyncConfig, SQLAlchemyPlugin
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.types import ControllerRouterHandler
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
-from redis.asyncio import Redis
+from litestar.types import ControllerRouterHandler
 
 from handoffs.accounts.controller import AuthController
 from handoffs.auth import TokenIssuer, create_jwt_auth
 from handoffs.config import Settings, get_settings
-from handoffs.db import create_engine
+from handoffs.db import create_engine, create_sessionmaker
 from handoffs.errors import exception_handlers
+from handoffs.events import EventBus
 from handoffs.handoffs.controller import HandoffController
 from handoffs.health import HealthController
+from handoffs.jobs.queue import create_arq_pool
 from handoffs.notifications.controller import NotificationController
+from handoffs.relay import ArqJobQueue, OutboxRelay
 from handoffs.sessions.controller import SessionController
 
 log = logging.getLogger(__name__)
+
+
+def provide_relay(state: State) -> OutboxRelay:
+    relay: OutboxRelay = state.relay
+    return relay
 
 
 def create_app(
@@ -48,12 +56,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        redis = Redis.from_url(settings.redis, decode_responses=False)
-        app.state.redis = redis
-        app.state.db_engine_handle = engine
+        # One Redis pool per process serves jobs (arq), events and health.
+        redis = await create_arq_pool(settings)
+        bus = EventBus(redis)
+        relay = OutboxRelay(create_sessionmaker(engine), bus, ArqJobQueue(redis))
+        app.state.update(redis=redis, engine=engine, bus=bus, relay=relay)
         try:
             yield
         finally:
+            await relay.drain()
             await redis.aclose()
             await engine.dispose()
 
@@ -72,6 +83,7 @@ def create_app(
         dependencies={
             "settings": Provide(lambda: settings, sync_to_thread=False),
             "tokens": Provide(lambda: tokens, sync_to_thread=False),
+            "relay": Provide(provide_relay, sync_to_thread=False),
         },
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -32,6 +32,16 @@ def _int_env(name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+def _float_env(name: str, default: float) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
 def sqlalchemy_url(database_url: str) -> str:
@@ -72,7 +82,13 @@ class Settings:
     db_pool_size: int = 10
     db_max_overflow: int = 20
     debug: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
+    # Worker: arq job limits and the retry schedule (attempt n waits base * 2**(n-1), capped).
+    job_timeout_seconds: int = 120
+    job_max_attempts: int = 5
+    job_retry_base_seconds: float = 2.0
+    job_retry_cap_seconds: float = 300.0
+    worker_max_jobs: int = 500
+    anthropic_timeout_seconds: float = 60.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -91,6 +107,12 @@ class Settings:
             db_pool_size=_int_env("DB_POOL_SIZE", cls.db_pool_size),
             db_max_overflow=_int_env("DB_MAX_OVERFLOW", cls.db_max_overflow),
             debug=(_env("HANDOFFS_DEBUG", "0") or "0").lower() in {"1", "true", "yes"},
+            job_timeout_seconds=_int_env("JOB_TIMEOUT_SECONDS", cls.job_timeout_seconds),
+            job_max_attempts=_int_env("JOB_MAX_ATTEMPTS", cls.job_max_attempts),
+            job_retry_base_seconds=_float_env("JOB_RETRY_BASE_SECONDS", cls.job_retry_base_seconds),
+            job_retry_cap_seconds=_float_env("JOB_RETRY_CAP_SECONDS", cls.job_retry_cap_seconds),
+            worker_max_jobs=_int_env("WORKER_MAX_JOBS", cls.worker_max_jobs),
+            anthropic_timeout_seconds=_float_env("ANTHROPIC_TIMEOUT_SECONDS", cls.anthropic_timeout_seconds),
         )
 
     def with_services(self, database_url: str, redis_url: str) -> Settings:
@@ -114,7 +136,17 @@ class Settings:
         return key
 
     @property
-    def sqlalchemy_url(self) -> str:
+    def _float_env(name: str, default: float) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def sqlalchemy_url(self) -> str:
         if not self.database_url:
             raise ConfigError("DATABASE_URL is not set and no embedded PostgreSQL was started")
         return sqlalchemy_url(self.database_url)

@@ -67,3 +67,25 @@ class OutboxStatus(StrEnum):
 
 class NotificationKind(StrEnum):
     escalation = "escalation"
+
+
+class PsaVendor(StrEnum):
+    none = "none"
+    connectwise = "connectwise"
+    autotask = "autotask"
+    halo = "halo"
+
+
+class PsaSyncStatus(StrEnum):
+    not_applicable = "not_applicable"
+    pending = "pending"
+    synced = "synced"
+    failed = "failed"
+
+
+class DeliveryStatus(StrEnum):
+    pending = "pending"
+    sending = "sending"
+    sent = "sent"
+    skipped = "skipped"
+    failed = "failed"

@@ -39,7 +39,7 @@ class HealthController(Controller):
     @get("/ready", exclude_from_auth=True)
     async def ready(self, state: State) -> Response[Health]:
         """200 only when PostgreSQL and Redis both answer."""
-        engine: AsyncEngine = state.db_engine_handle
+        engine: AsyncEngine = state.engine
 
         async def ping_db() -> None:
             async with engine.connect() as conn:

@@ -26,11 +26,14 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from handoffs.enums import (
     AssessmentStatus,
+    DeliveryStatus,
     HandoffIntent,
     MessageRole,
     NotificationKind,
     OutboxStatus,
     Priority,
+    PsaSyncStatus,
+    PsaVendor,
     Role,
     SessionStatus,
 )
@@ -166,6 +169,15 @@ class SessionHandoff(UUIDv7AuditBase):
         StrEnumType(AssessmentStatus), default=AssessmentStatus.pending
     )
     assessment_error: Mapped[str | None] = mapped_column(Text)
+    ai_model: Mapped[str | None] = mapped_column(String(100))
+    ai_input_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    ai_output_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    ai_cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    psa_sync_status: Mapped[PsaSyncStatus] = mapped_column(
+        StrEnumType(PsaSyncStatus), default=PsaSyncStatus.not_applicable, server_default="not_applicable"
+    )
+    psa_sync_error: Mapped[str | None] = mapped_column(Text)
+    psa_synced_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
 
 
 class Notification(UUIDv7AuditBase):
@@ -205,3 +217,39 @@ class OutboxMessage(UUIDv7AuditBase):
     )
     dispatched_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class EmailDelivery(UUIDv7AuditBase):
+    """One escalation email to one recipient. The unique key makes a retried job mail once."""
+
+    __tablename__ = "email_deliveries"
+    __table_args__ = (
+        Index("uq_email_deliveries_handoff_recipient", "handoff_id", "recipient_id", unique=True),
+    )
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    handoff_id: Mapped[UUID] = mapped_column(ForeignKey("session_handoffs.id", ondelete="CASCADE"))
+    recipient_id: Mapped[UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    status: Mapped[DeliveryStatus] = mapped_column(
+        StrEnumType(DeliveryStatus), default=DeliveryStatus.pending
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class PsaConnection(UUIDv7AuditBase):
+    """An account's PSA: vendor, where it lives, and credentials (never logged nor returned)."""
+
+    __tablename__ = "psa_connections"
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), unique=True)
+    vendor: Mapped[PsaVendor] = mapped_column(StrEnumType(PsaVendor), default=PsaVendor.none)
+    base_url: Mapped[str] = mapped_column(String(500), default="")
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    """Vendor options that are not secret: company id, escalated status name/id, auth URL."""
+    credentials: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
+    enabled: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
+
+    def __repr__(self) -> str:  # credentials stay out of logs and tracebacks
+        return f"PsaConnection(account_id={self.account_id}, vendor={self.vendor.value}, base_url={self.base_url!r})"

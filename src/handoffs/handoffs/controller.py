@@ -13,10 +13,11 @@ from handoffs.deps import CurrentUser, DbSession, provide_user
 from handoffs.enums import Role
 from handoffs.handoffs.schemas import ClaimConflict, HandoffCreate, HandoffOut, QueueItem
 from handoffs.handoffs.service import HandoffService
+from handoffs.relay import OutboxRelay
 
 
-def provide_handoff_service(db_session: DbSession) -> HandoffService:
-    return HandoffService(db_session)
+def provide_handoff_service(db_session: DbSession, relay: NamedDependency[OutboxRelay]) -> HandoffService:
+    return HandoffService(db_session, relay)
 
 
 class HandoffController(Controller):

@@ -28,7 +28,8 @@ from handoffs.handoffs.schemas import HandoffCreate, Person, QueueItem
 from handoffs.models import AISession, SessionHandoff, SessionMessage, User
 from handoffs.notifications.service import NotificationService
 from handoffs.notifications.titles import escalation_title, snippet
-from handoffs.outbox import Topic, add_outbox
+from handoffs.outbox import OutboxWriter, Topic
+from handoffs.relay import OutboxRelay
 from handoffs.sessions.service import visible_to
 
 #: The most transcript messages copied into a handoff's snapshot.
@@ -36,9 +37,19 @@ SNAPSHOT_MESSAGES = 500
 
 
 class HandoffService:
-    def __init__(self, db: AsyncSession) -> None:
+    def __init__(self, db: AsyncSession, relay: OutboxRelay | None = None) -> None:
         self.db = db
         self.notifications = NotificationService(db)
+        self.outbox = OutboxWriter(db, relay)
+
+    async def _commit(self) -> None:
+        """Commit, then hand the outbox rows on; a failed commit forgets them."""
+        try:
+            await self.db.commit()
+        except Exception:
+            self.outbox.discard()
+            raise
+        self.outbox.committed()
 
     # -- park / escalate ---------------------------------------------------
 
@@ -95,18 +106,16 @@ class HandoffService:
                 session_id=session.id,
             )
             ids = {"handoff_id": str(handoff.id), "session_id": str(session.id)}
-            add_outbox(self.db, user.account_id, Topic.enrich_escalation, ids)
+            self.outbox.add(user.account_id, Topic.enrich_escalation, ids)
             if recipients:
-                add_outbox(
-                    self.db,
+                self.outbox.add(
                     user.account_id,
                     Topic.send_escalation_emails,
                     {**ids, "recipient_ids": [str(r) for r in recipients]},
                 )
             if session.psa_ticket_id:
-                add_outbox(self.db, user.account_id, Topic.push_to_psa, ids)
-        add_outbox(
-            self.db,
+                self.outbox.add(user.account_id, Topic.push_to_psa, ids)
+        self.outbox.add(
             user.account_id,
             Topic.event,
             self._event(
@@ -126,7 +135,7 @@ class HandoffService:
             ),
         )
         try:
-            await self.db.commit()
+            await self._commit()
         except IntegrityError as exc:
             await self.db.rollback()
             raise Conflict("This session already has an open handoff.") from exc
@@ -255,8 +264,7 @@ class HandoffService:
             .where(AISession.id == session_id, AISession.account_id == user.account_id)
             .values(status=SessionStatus.claimed, assignee_id=user.id, updated_at=now)
         )
-        add_outbox(
-            self.db,
+        self.outbox.add(
             user.account_id,
             Topic.event,
             self._event(
@@ -266,7 +274,7 @@ class HandoffService:
                 claimed_at=now.isoformat(),
             ),
         )
-        await self.db.commit()
+        await self._commit()
         return claimed
 
     async def _claim_refusal(self, user: User, session_id: UUID, handoff_id: UUID) -> Exception:
@@ -315,14 +323,13 @@ class HandoffService:
             .where(AISession.id == session_id, AISession.account_id == user.account_id)
             .values(status=back_to, assignee_id=None, updated_at=now)
         )
-        add_outbox(
-            self.db,
+        self.outbox.add(
             user.account_id,
             Topic.event,
             self._event("handoff_released", released, released_by={"id": str(user.id), "name": user.name}),
         )
         try:
-            await self.db.commit()
+            await self._commit()
         except IntegrityError as exc:
             await self.db.rollback()
             raise Conflict(

@@ -1,0 +1,1 @@
+"""Background jobs run by the arq worker fleet (see worker.py)."""
