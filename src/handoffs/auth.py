@@ -36,7 +36,8 @@ def create_jwt_auth(settings: Settings, alchemy: SQLAlchemyAsyncConfig) -> JWTAu
         # The same session the handler's `db_session` dependency gets, so a
         # request opens one connection, not two.
         db = alchemy.provide_session(connection.app.state, connection.scope)
-        return await db.scalar(select(User).where(User.id == user_id, User.is_active.is_(True)))
+        user: User | None = await db.scalar(select(User).where(User.id == user_id, User.is_active.is_(True)))
+        return user
 
     return JWTAuth[User](
         retrieve_user_handler=retrieve_user,

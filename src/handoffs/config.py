@@ -74,7 +74,7 @@ class Settings:
     data_dir: Path = Path(".data")
     """Where embedded PostgreSQL and Redis keep their files."""
     anthropic_api_key: str | None = None
-    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_model: str = "claude-sonnet-5-5"
     smtp_url: str | None = None
     smtp_from: str = "handoffs@localhost"
     public_url: str = "http://127.0.0.1:8000"
@@ -136,17 +136,7 @@ class Settings:
         return key
 
     @property
-    def _float_env(name: str, default: float) -> float:
-    raw = _env(name)
-    if raw is None:
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
-
-
-def sqlalchemy_url(self) -> str:
+    def sqlalchemy_url(self) -> str:
         if not self.database_url:
             raise ConfigError("DATABASE_URL is not set and no embedded PostgreSQL was started")
         return sqlalchemy_url(self.database_url)

@@ -142,11 +142,12 @@ class HandoffService:
         return handoff
 
     async def _open_handoff_id(self, session_id: UUID) -> UUID | None:
-        return await self.db.scalar(
+        found: UUID | None = await self.db.scalar(
             select(SessionHandoff.id).where(
                 SessionHandoff.session_id == session_id, SessionHandoff.claimed_by.is_(None)
             )
         )
+        return found
 
     async def _target(self, user: User, target_user_id: UUID | None) -> User | None:
         if target_user_id is None:

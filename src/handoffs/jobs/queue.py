@@ -12,7 +12,7 @@ def redis_settings(settings: Settings) -> RedisSettings:
     rs = RedisSettings.from_dsn(settings.redis)
     # Ride out a Redis restart instead of failing at start-up.
     rs.conn_retries = 10
-    rs.conn_retry_delay = 0.5
+    rs.conn_retry_delay = 1
     return rs
 
 

@@ -1,0 +1,91 @@
+"""Job: write the escalation back to the account's PSA ticket."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import select, update
+
+from handoffs.ai import AssessmentInput, documentation_markdown
+from handoffs.enums import PsaSyncStatus
+from handoffs.jobs.context import JobContext
+from handoffs.jobs.runner import PermanentError, TransientError, run_outbox_job
+from handoffs.models import OutboxMessage, PsaConnection, SessionHandoff, User
+from handoffs.psa import PsaError, adapter_for
+
+
+async def push_to_psa(ctx: dict[str, Any], outbox_id: str) -> str:
+    return await run_outbox_job(ctx, outbox_id, _push, _give_up)
+
+
+def note_for(handoff: SessionHandoff, creator_name: str) -> str:
+    """The escalation documentation: the AI's when it is ready, else built from the snapshot."""
+    package = handoff.ai_assessment or {}
+    snap = handoff.session_snapshot
+    data = AssessmentInput(
+        problem_summary=str(snap.get("problem_summary", "")),
+        engineer_notes=handoff.engineer_notes,
+        psa_ticket_id=snap.get("psa_ticket_id"),
+        session_title=str(snap.get("title", "")),
+        transcript=list(snap.get("messages", [])),
+        creator_name=creator_name,
+    )
+    return documentation_markdown(
+        data,
+        package.get("likely_cause"),
+        list(package.get("what_was_tried", [])),
+        list(package.get("next_steps", [])),
+    )
+
+
+async def _push(jc: JobContext, row: OutboxMessage) -> str:
+    handoff_id = UUID(row.payload["handoff_id"])
+    async with jc.sessionmaker() as db:
+        found = (
+            await db.execute(
+                select(SessionHandoff, User.name)
+                .join(User, User.id == SessionHandoff.created_by)
+                .where(SessionHandoff.id == handoff_id)
+            )
+        ).first()
+        if found is None:
+            return "handoff is gone"
+        handoff, creator_name = found
+        if handoff.psa_sync_status == PsaSyncStatus.synced:
+            return "already synced"
+        connection = await db.scalar(select(PsaConnection).where(PsaConnection.account_id == row.account_id))
+        ticket_id = handoff.session_snapshot.get("psa_ticket_id")
+        adapter = adapter_for(connection, jc.http)
+        if adapter is None or not ticket_id:
+            await _set(jc, handoff_id, PsaSyncStatus.not_applicable, None)
+            return "no PSA configured for this account"
+        note = note_for(handoff, creator_name)
+    await _set(jc, handoff_id, PsaSyncStatus.pending, None)
+    try:
+        await adapter.push(str(ticket_id), note)
+    except PsaError as exc:
+        await _set(jc, handoff_id, PsaSyncStatus.pending, str(exc))
+        if exc.transient:
+            raise TransientError(str(exc)) from exc
+        raise PermanentError(str(exc)) from exc
+    await _set(jc, handoff_id, PsaSyncStatus.synced, None)
+    return f"pushed to {adapter.vendor} ticket {ticket_id}"
+
+
+async def _set(jc: JobContext, handoff_id: UUID, status: PsaSyncStatus, error: str | None) -> None:
+    values: dict[str, Any] = {
+        "psa_sync_status": status,
+        "psa_sync_error": error,
+        "updated_at": datetime.now(UTC),
+    }
+    if status == PsaSyncStatus.synced:
+        values["psa_synced_at"] = datetime.now(UTC)
+    async with jc.sessionmaker() as db:
+        await db.execute(update(SessionHandoff).where(SessionHandoff.id == handoff_id).values(**values))
+        await db.commit()
+
+
+async def _give_up(jc: JobContext, row: OutboxMessage, reason: str) -> None:
+    await _set(jc, UUID(row.payload["handoff_id"]), PsaSyncStatus.failed, reason)

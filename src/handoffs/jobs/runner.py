@@ -1,0 +1,114 @@
+"""Running an outbox row as an arq job: idempotent, attempt-based retries, a recorded outcome.
+
+arq semantics we design for: only ``Retry`` re-runs a job; a job lost with a
+killed worker runs again once its timeout has passed; ``job_try`` counts
+attempts. So every job may run more than once, and each checks what it
+already did before doing anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from arq import Retry
+from sqlalchemy import update
+
+from handoffs.enums import OutboxStatus
+from handoffs.jobs.context import JobContext, job_context
+from handoffs.models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+
+class TransientError(Exception):
+    """Worth another try later (rate limit, overload, 5xx, timeout, connection)."""
+
+    def __init__(self, reason: str, *, max_attempts: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.max_attempts = max_attempts
+
+
+class PermanentError(Exception):
+    """Trying again cannot help (bad credentials, a rejected request)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def backoff_seconds(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter: attempt 1 waits up to base, 2 up to 2*base, …"""
+    ceiling = min(cap, base * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+JobBody = Callable[[JobContext, OutboxMessage], Awaitable[str]]
+GiveUp = Callable[[JobContext, OutboxMessage, str], Awaitable[None]]
+
+
+async def run_outbox_job(ctx: dict[str, Any], outbox_id: str, body: JobBody, give_up: GiveUp) -> str:
+    """Run ``body`` for the outbox row; record done/failed; raise ``Retry`` for transient errors."""
+    jc = job_context(ctx)
+    attempt = int(ctx.get("job_try", 1))
+    async with jc.sessionmaker() as db:
+        row = await db.get(OutboxMessage, UUID(outbox_id))
+        if row is None:
+            return "outbox row is gone"
+        if row.status in (OutboxStatus.done, OutboxStatus.failed):
+            return f"already {row.status.value}"
+        db.expunge(row)
+    try:
+        outcome = await body(jc, row)
+    except TransientError as exc:
+        limit = min(exc.max_attempts or jc.settings.job_max_attempts, jc.settings.job_max_attempts)
+        if attempt < limit:
+            defer = backoff_seconds(
+                attempt, jc.settings.job_retry_base_seconds, jc.settings.job_retry_cap_seconds
+            )
+            await _record(jc, row.id, attempt, error=exc.reason)
+            log.info(
+                "%s %s: attempt %d failed (%s); retrying in %.1fs",
+                row.topic,
+                row.id,
+                attempt,
+                exc.reason,
+                defer,
+            )
+            raise Retry(defer=defer) from exc
+        return await _fail(jc, row, attempt, f"gave up after {attempt} attempts: {exc.reason}", give_up)
+    except PermanentError as exc:
+        return await _fail(jc, row, attempt, exc.reason, give_up)
+    await _record(jc, row.id, attempt, status=OutboxStatus.done)
+    return outcome
+
+
+async def _fail(jc: JobContext, row: OutboxMessage, attempt: int, reason: str, give_up: GiveUp) -> str:
+    log.warning("%s %s failed for good: %s", row.topic, row.id, reason)
+    await give_up(jc, row, reason)
+    await _record(jc, row.id, attempt, status=OutboxStatus.failed, error=reason)
+    return f"failed: {reason}"
+
+
+async def _record(
+    jc: JobContext,
+    row_id: UUID,
+    attempt: int,
+    *,
+    status: OutboxStatus | None = None,
+    error: str | None = None,
+) -> None:
+    values: dict[str, Any] = {"attempts": attempt, "updated_at": datetime.now(UTC)}
+    if error is not None:
+        values["last_error"] = error[:4000]
+    if status is not None:
+        values["status"] = status
+        values["completed_at"] = datetime.now(UTC)
+    async with jc.sessionmaker() as db:
+        await db.execute(update(OutboxMessage).where(OutboxMessage.id == row_id).values(**values))
+        await db.commit()

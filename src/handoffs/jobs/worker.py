@@ -1,0 +1,100 @@
+"""The arq worker: its functions, cron sweep, and the clients it shares with every job."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+from anthropic import AsyncAnthropic
+from arq import cron
+from arq.connections import ArqRedis
+
+from handoffs.ai import AnthropicAssessor, Assessor, OfflineAssessor
+from handoffs.config import Settings
+from handoffs.db import create_engine, create_sessionmaker
+from handoffs.events import EventBus
+from handoffs.jobs.context import CTX_KEY, JobContext, job_context
+from handoffs.jobs.email import send_escalation_emails
+from handoffs.jobs.enrichment import enrich_escalation
+from handoffs.jobs.psa import push_to_psa
+from handoffs.jobs.queue import redis_settings
+from handoffs.relay import ArqJobQueue, OutboxRelay
+
+log = logging.getLogger(__name__)
+
+FUNCTIONS = [enrich_escalation, send_escalation_emails, push_to_psa]
+
+
+def make_assessor(settings: Settings) -> Assessor:
+    if not settings.anthropic_api_key:
+        log.warning("ANTHROPIC_API_KEY is not set: assessments come from the offline assessor")
+        return OfflineAssessor()
+    client = AsyncAnthropic(
+        api_key=settings.anthropic_api_key,
+        timeout=settings.anthropic_timeout_seconds,
+        max_retries=0,  # retries are the job's: attempt-based, with backoff, recorded
+    )
+    return AnthropicAssessor(client, settings.anthropic_model)
+
+
+async def sweep_outbox(ctx: dict[str, Any]) -> int:
+    """Dispatch outbox rows that a crashed process left behind."""
+    return await job_context(ctx).relay.sweep()
+
+
+def worker_options(settings: Settings, *, extra_ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``arq.Worker`` (and the attributes of ``WorkerSettings``).
+
+    ``extra_ctx`` pre-fills job-context parts (an assessor, an HTTP client),
+    which ``on_startup`` then leaves alone: tests swap transports this way.
+    """
+    overrides = dict(extra_ctx or {})
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        redis: ArqRedis = ctx["redis"]
+        engine = create_engine(settings)
+        sessionmaker = create_sessionmaker(engine)
+        bus = EventBus(redis)
+        ctx[CTX_KEY] = JobContext(
+            settings=settings,
+            engine=engine,
+            sessionmaker=sessionmaker,
+            bus=bus,
+            relay=OutboxRelay(sessionmaker, bus, ArqJobQueue(redis), stale_after=_stale_after(settings)),
+            assessor=overrides.get("assessor") or make_assessor(settings),
+            http=overrides.get("http") or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)),
+        )
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        jc: JobContext | None = ctx.get(CTX_KEY)
+        if jc is None:
+            return
+        await jc.relay.drain()
+        if "http" not in overrides:
+            await jc.http.aclose()
+        await jc.engine.dispose()
+
+    return {
+        "functions": FUNCTIONS,
+        "cron_jobs": [
+            # unique: one worker of the fleet runs each tick.
+            cron(sweep_outbox, second=set(range(0, 60, 3)), run_at_startup=True, unique=True, timeout=60),
+        ],
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "redis_settings": redis_settings(settings),
+        "max_jobs": settings.worker_max_jobs,
+        "job_timeout": settings.job_timeout_seconds,
+        # Our runner gives up (and records why) at job_max_attempts; arq's cap is only a backstop.
+        "max_tries": settings.job_max_attempts + 1,
+        "keep_result": 3600,
+        "health_check_interval": 10,
+    }
+
+
+def _stale_after(settings: Settings) -> Any:
+    from datetime import timedelta
+
+    # A dispatched job not finished after its timeout (plus margin) was lost: re-dispatch it.
+    return timedelta(seconds=settings.job_timeout_seconds * 2 + 60)
