@@ -194,3 +194,34 @@ def mint_token(settings: Settings, user_id: UUID) -> str:
 
     token = Token(sub=str(user_id), exp=datetime.now(UTC) + timedelta(hours=1))
     return token.encode(secret=settings.secret_key, algorithm="HS256")
+
+
+@pytest.fixture
+async def clean_redis(redis: Redis) -> None:
+    """Empty this worker's Redis database: no arq jobs or event history from earlier tests."""
+    await redis.flushdb()
+
+
+async def settle(client: AsyncTestClient[Litestar], seconds: float = 10) -> None:
+    """Wait until the API has handed its committed outbox rows on (the fast path runs after the response).
+
+    The test client runs the app on its own event loop in a thread, so poll
+    rather than await that loop's tasks.
+    """
+    import asyncio
+
+    relay = client.app.state.relay
+    for _ in range(int(seconds / 0.01)):
+        if not relay.busy:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the outbox relay did not finish dispatching")
+
+
+@pytest.fixture(scope="session")
+def stream_replicas(settings: Settings, engine: AsyncEngine) -> Iterator[list[str]]:
+    """Two API replicas (separate uvicorn processes) for the live-stream tests: short keepalive."""
+    from tests.test_stream_support import STREAM_REPLICA_ENV, replicas_with_env
+
+    with replicas_with_env(settings, 2, STREAM_REPLICA_ENV) as urls:
+        yield urls

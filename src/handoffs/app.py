@@ -25,8 +25,11 @@ from handoffs.handoffs.controller import HandoffController
 from handoffs.health import HealthController
 from handoffs.jobs.queue import create_arq_pool
 from handoffs.notifications.controller import NotificationController
+from handoffs.psa.controller import PsaConnectionController
 from handoffs.relay import ArqJobQueue, OutboxRelay
 from handoffs.sessions.controller import SessionController
+from handoffs.stream.controller import EscalationStreamController
+from handoffs.stream.hub import EventHub
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,11 @@ log = logging.getLogger(__name__)
 def provide_relay(state: State) -> OutboxRelay:
     relay: OutboxRelay = state.relay
     return relay
+
+
+def provide_hub(state: State) -> EventHub:
+    hub: EventHub = state.hub
+    return hub
 
 
 def create_app(
@@ -59,11 +67,23 @@ def create_app(
         # One Redis pool per process serves jobs (arq), events and health.
         redis = await create_arq_pool(settings)
         bus = EventBus(redis)
-        relay = OutboxRelay(create_sessionmaker(engine), bus, ArqJobQueue(redis))
+        relay = OutboxRelay(
+            create_sessionmaker(engine), bus, ArqJobQueue(redis), fast_path=settings.outbox_fast_path
+        )
         app.state.update(redis=redis, engine=engine, bus=bus, relay=relay)
+        # The replica's one Redis subscription for every live-stream client.
+        hub = EventHub(
+            settings.redis,
+            bus,
+            queue_size=settings.sse_client_queue,
+            keepalive_seconds=settings.sse_keepalive_seconds,
+        )
+        await hub.start()
+        app.state.hub = hub
         try:
             yield
         finally:
+            await hub.stop()
             await relay.drain()
             await redis.aclose()
             await engine.dispose()
@@ -75,6 +95,8 @@ def create_app(
             SessionController,
             HandoffController,
             NotificationController,
+            EscalationStreamController,
+            PsaConnectionController,
             *extra_handlers,
         ],
         plugins=[SQLAlchemyPlugin(config=alchemy)],
@@ -84,6 +106,7 @@ def create_app(
             "settings": Provide(lambda: settings, sync_to_thread=False),
             "tokens": Provide(lambda: tokens, sync_to_thread=False),
             "relay": Provide(provide_relay, sync_to_thread=False),
+            "hub": Provide(provide_hub, sync_to_thread=False),
         },
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(

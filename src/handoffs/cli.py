@@ -68,11 +68,8 @@ def main(verbose: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 def dev(data_dir: str | None, host: str, port: int) -> None:
-    """Run everything: embedded PostgreSQL and Redis, migrations, demo data, the API."""
-    import uvicorn
-
+    """Run everything: embedded PostgreSQL and Redis, migrations, demo data, the API and a worker."""
     from handoffs.accounts.service import DEMO_PASSWORD, DEMO_USERS
-    from handoffs.app import create_app
     from handoffs.db import migrate
 
     with _running_services(_settings(data_dir)) as settings:
@@ -85,9 +82,30 @@ def dev(data_dir: str | None, host: str, port: int) -> None:
         click.echo(f"  sign in with any of these, password '{DEMO_PASSWORD}':")
         for demo in DEMO_USERS:
             click.echo(f"    {demo.email:<20} {demo.role.value:<9} {demo.account}")
-        click.echo("  Ctrl-C stops the API and the embedded servers.\n")
-        config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="info")
-        uvicorn.Server(config).run()
+        if not settings.anthropic_api_key:
+            click.echo("  AI assessments: offline assessor (set ANTHROPIC_API_KEY for real ones)")
+        click.echo("  Ctrl-C stops the API, the worker and the embedded servers.\n")
+        asyncio.run(_serve_with_worker(settings, host, port))
+
+
+async def _serve_with_worker(settings: Settings, host: str, port: int) -> None:
+    """The API and an arq worker in one event loop: what `make dev` runs."""
+    import uvicorn
+    from arq import Worker
+
+    from handoffs.app import create_app
+    from handoffs.jobs.worker import worker_options
+
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="info"))
+    worker = Worker(**worker_options(settings), handle_signals=False)
+    worker_task = asyncio.create_task(worker.async_run())
+    try:
+        await server.serve()  # returns on Ctrl-C
+    finally:
+        await worker.close()
+        worker_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker_task
 
 
 @main.command()
@@ -109,12 +127,64 @@ def serve(host: str, port: int, workers: int) -> None:
 
 
 @main.command()
-def worker() -> None:
-    """Run a background worker (AI enrichment, email, PSA push)."""
-    raise click.ClickException(
-        "The worker fleet arrives with the worker issue; outbox rows are recorded meanwhile "
-        "and will be processed once it runs."
-    )
+@click.option("--check", is_flag=True, help="Exit 0 if a worker reported healthy recently (container probe).")
+def worker(check: bool) -> None:
+    """Run a background worker (AI enrichment, email, PSA push, outbox sweep) against REDIS_URL."""
+    from arq import Worker
+    from arq.worker import async_check_health
+
+    from handoffs.jobs.worker import worker_options
+
+    settings = get_settings()
+    if not settings.database_url or not settings.redis_url:
+        raise click.UsageError(
+            "worker needs DATABASE_URL and REDIS_URL; `handoffs dev` runs one beside the API"
+        )
+    options = worker_options(settings)
+    if check:
+        raise SystemExit(asyncio.run(async_check_health(options["redis_settings"])))
+    Worker(**options).run()
+
+
+@main.command()
+@data_dir_option
+@click.option("--limit", default=20, show_default=True, type=int)
+def outbox(data_dir: str | None, limit: int) -> None:
+    """Show outbox rows by status, and the latest that are pending or failed."""
+    from sqlalchemy import func, select
+
+    from handoffs.db import create_engine, create_sessionmaker
+    from handoffs.enums import OutboxStatus
+    from handoffs.models import OutboxMessage
+
+    async def run(settings: Settings) -> None:
+        engine = create_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as db:
+                counts = await db.execute(
+                    select(OutboxMessage.status, OutboxMessage.topic, func.count()).group_by(
+                        OutboxMessage.status, OutboxMessage.topic
+                    )
+                )
+                click.echo("status      topic                      rows")
+                for status, topic, count in sorted(counts.all(), key=lambda r: (r[0].value, r[1])):
+                    click.echo(f"{status.value:<11} {topic:<26} {count}")
+                rows = await db.scalars(
+                    select(OutboxMessage)
+                    .where(OutboxMessage.status.in_([OutboxStatus.pending, OutboxStatus.failed]))
+                    .order_by(OutboxMessage.created_at.desc())
+                    .limit(limit)
+                )
+                for row in rows:
+                    click.echo(
+                        f"{row.created_at:%Y-%m-%d %H:%M:%S} {row.status.value:<8} {row.topic:<24} "
+                        f"{row.id} attempts={row.attempts} {row.last_error or ''}"
+                    )
+        finally:
+            await engine.dispose()
+
+    with _running_services(_settings(data_dir)) as settings:
+        asyncio.run(run(settings))
 
 
 @main.command()

@@ -82,6 +82,11 @@ class Settings:
     db_pool_size: int = 10
     db_max_overflow: int = 20
     debug: bool = False
+    # Live stream (SSE): keepalive comment interval, events queued per client
+    # before a slow one is dropped to a `resync`, and the browser's reconnect delay.
+    sse_keepalive_seconds: float = 25.0
+    sse_client_queue: int = 64
+    sse_retry_ms: int = 3000
     # Worker: arq job limits and the retry schedule (attempt n waits base * 2**(n-1), capped).
     job_timeout_seconds: int = 120
     job_max_attempts: int = 5
@@ -89,6 +94,10 @@ class Settings:
     job_retry_cap_seconds: float = 300.0
     worker_max_jobs: int = 500
     anthropic_timeout_seconds: float = 60.0
+    anthropic_base_url: str | None = None
+    """An API gateway or proxy in front of Anthropic; unset means the SDK's default."""
+    outbox_fast_path: bool = True
+    """Dispatch outbox rows right after commit. Off leaves them all to the worker's sweep."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -107,12 +116,17 @@ class Settings:
             db_pool_size=_int_env("DB_POOL_SIZE", cls.db_pool_size),
             db_max_overflow=_int_env("DB_MAX_OVERFLOW", cls.db_max_overflow),
             debug=(_env("HANDOFFS_DEBUG", "0") or "0").lower() in {"1", "true", "yes"},
+            sse_keepalive_seconds=_float_env("SSE_KEEPALIVE_SECONDS", cls.sse_keepalive_seconds),
+            sse_client_queue=_int_env("SSE_CLIENT_QUEUE", cls.sse_client_queue),
+            sse_retry_ms=_int_env("SSE_RETRY_MS", cls.sse_retry_ms),
             job_timeout_seconds=_int_env("JOB_TIMEOUT_SECONDS", cls.job_timeout_seconds),
             job_max_attempts=_int_env("JOB_MAX_ATTEMPTS", cls.job_max_attempts),
             job_retry_base_seconds=_float_env("JOB_RETRY_BASE_SECONDS", cls.job_retry_base_seconds),
             job_retry_cap_seconds=_float_env("JOB_RETRY_CAP_SECONDS", cls.job_retry_cap_seconds),
             worker_max_jobs=_int_env("WORKER_MAX_JOBS", cls.worker_max_jobs),
             anthropic_timeout_seconds=_float_env("ANTHROPIC_TIMEOUT_SECONDS", cls.anthropic_timeout_seconds),
+            anthropic_base_url=_env("ANTHROPIC_BASE_URL"),
+            outbox_fast_path=(_env("OUTBOX_FAST_PATH", "1") or "1").lower() not in {"0", "false", "no"},
         )
 
     def with_services(self, database_url: str, redis_url: str) -> Settings:

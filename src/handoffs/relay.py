@@ -54,11 +54,13 @@ class OutboxRelay:
         jobs: JobQueue,
         *,
         stale_after: timedelta = timedelta(minutes=10),
+        fast_path: bool = True,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.bus = bus
         self.jobs = jobs
         self.stale_after = stale_after
+        self.fast_path = fast_path
         self._tasks: set[asyncio.Task[None]] = set()
         self.dispatched = 0
         self.errors = 0
@@ -68,7 +70,7 @@ class OutboxRelay:
     def dispatch_soon(self, ids: Iterable[UUID]) -> None:
         """Hand these freshly committed rows on in the background; never raises."""
         ids = list(ids)
-        if not ids:
+        if not ids or not self.fast_path:
             return
         task = asyncio.get_running_loop().create_task(self._dispatch_logged(ids))
         self._tasks.add(task)
@@ -81,6 +83,11 @@ class OutboxRelay:
             # The sweep will pick these rows up; the request already succeeded.
             self.errors += 1
             log.exception("outbox fast-path dispatch failed for %d rows; the sweep will retry", len(ids))
+
+    @property
+    def busy(self) -> bool:
+        """Whether fast-path dispatches are still running."""
+        return bool(self._tasks)
 
     async def drain(self, wait_seconds: float = 5.0) -> None:
         """Wait for background dispatches (on shutdown)."""

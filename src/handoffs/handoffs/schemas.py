@@ -8,7 +8,7 @@ from uuid import UUID
 
 import msgspec
 
-from handoffs.enums import AssessmentStatus, HandoffIntent, Priority
+from handoffs.enums import AssessmentStatus, HandoffIntent, Priority, PsaSyncStatus
 from handoffs.models import SessionHandoff
 
 MAX_NOTES = 10_000
@@ -19,6 +19,13 @@ class HandoffCreate(msgspec.Struct, forbid_unknown_fields=True):
     engineer_notes: Annotated[str, msgspec.Meta(max_length=MAX_NOTES)] = ""
     priority: Priority = Priority.normal
     target_user_id: UUID | None = None
+
+
+class AIUsage(msgspec.Struct):
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
 
 
 class HandoffOut(msgspec.Struct):
@@ -37,6 +44,9 @@ class HandoffOut(msgspec.Struct):
     ai_assessment: dict[str, Any] | None
     assessment_status: AssessmentStatus
     assessment_error: str | None
+    psa_sync_status: PsaSyncStatus
+    psa_sync_error: str | None
+    ai_usage: AIUsage | None
 
     @classmethod
     def of(cls, h: SessionHandoff) -> HandoffOut:
@@ -56,6 +66,16 @@ class HandoffOut(msgspec.Struct):
             ai_assessment=h.ai_assessment,
             assessment_status=h.assessment_status,
             assessment_error=h.assessment_error,
+            psa_sync_status=h.psa_sync_status,
+            psa_sync_error=h.psa_sync_error,
+            ai_usage=AIUsage(
+                model=h.ai_model,
+                input_tokens=h.ai_input_tokens,
+                output_tokens=h.ai_output_tokens,
+                cache_read_tokens=h.ai_cache_read_tokens,
+            )
+            if h.ai_model
+            else None,
         )
 
 

@@ -32,6 +32,7 @@ def make_assessor(settings: Settings) -> Assessor:
         return OfflineAssessor()
     client = AsyncAnthropic(
         api_key=settings.anthropic_api_key,
+        base_url=settings.anthropic_base_url,
         timeout=settings.anthropic_timeout_seconds,
         max_retries=0,  # retries are the job's: attempt-based, with backoff, recorded
     )

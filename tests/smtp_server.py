@@ -1,0 +1,42 @@
+"""A real SMTP server in the test process (aiosmtpd) that keeps what it receives."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.message import Message
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from handoffs.embedded import free_port
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.fail_next = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return "451 4.3.0 Try again later"
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+    def to(self, address: str) -> list[Message]:
+        return [m for m in self.messages if m["To"] == address]
+
+
+@contextmanager
+def smtp_server() -> Iterator[tuple[Inbox, str]]:
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, f"smtp://127.0.0.1:{port}"
+    finally:
+        controller.stop()

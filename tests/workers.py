@@ -1,0 +1,63 @@
+"""Running the real arq worker in tests: in-process in burst mode, or as a separate process."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from dataclasses import replace
+from typing import Any
+
+from arq import Worker
+
+from handoffs.config import Settings
+from handoffs.jobs.worker import worker_options
+from tests.replicas import ROOT, replica_env
+
+#: Quick retries and a short job timeout, so retry and crash paths finish in seconds.
+FAST = {"job_retry_base_seconds": 0.05, "job_retry_cap_seconds": 0.2, "job_timeout_seconds": 2}
+
+
+def fast_settings(settings: Settings, **changes: Any) -> Settings:
+    return replace(settings, **{**FAST, **changes})
+
+
+async def run_jobs(
+    settings: Settings, *, extra_ctx: dict[str, Any] | None = None, seconds: float = 30
+) -> Worker:
+    """Run queued jobs (and their retries) with a real arq Worker until the queue is empty."""
+    options = worker_options(settings, extra_ctx=extra_ctx)
+    options["cron_jobs"] = []  # the sweep has its own tests
+    worker = Worker(**options, burst=True, poll_delay=0.02, handle_signals=False)
+    try:
+        await asyncio.wait_for(worker.main(), seconds)
+    finally:
+        await worker.close()
+    return worker
+
+
+def start_worker_process(settings: Settings, log_path: str, **env: str) -> subprocess.Popen[bytes]:
+    """`handoffs worker` as its own process (for crash tests)."""
+    environment = replica_env(
+        settings,
+        JOB_RETRY_BASE_SECONDS=str(FAST["job_retry_base_seconds"]),
+        JOB_RETRY_CAP_SECONDS=str(FAST["job_retry_cap_seconds"]),
+        JOB_TIMEOUT_SECONDS=str(FAST["job_timeout_seconds"]),
+        **env,
+    )
+    log = open(log_path, "wb")  # noqa: SIM115 - handed to the child, closed with it
+    return subprocess.Popen(
+        [sys.executable, "-m", "handoffs.cli", "worker"], cwd=ROOT, env=environment, stdout=log, stderr=log
+    )
+
+
+async def wait_for(predicate: Any, seconds: float = 20, interval: float = 0.1) -> Any:
+    """Poll an async predicate until it returns something truthy; fail after ``seconds``."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {seconds}s (last value {value!r})")
+        await asyncio.sleep(interval)
