@@ -1,0 +1,84 @@
+"""A local fake PSA server (ConnectWise, Autotask, Halo): real HTTP, records calls, scripted failures."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class FakePsa:
+    calls: list[Call] = field(default_factory=list)
+    fail_with: list[int] = field(default_factory=list)
+    """Statuses to answer the next calls with, before answering normally."""
+    url: str = ""
+
+    def paths(self) -> list[str]:
+        return [f"{c.method} {c.path}" for c in self.calls]
+
+
+def _handler(fake: FakePsa) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length).decode() if length else ""
+            ctype = self.headers.get("Content-Type", "")
+            body: Any = raw
+            if "json" in ctype and raw:
+                body = json.loads(raw)
+            elif "x-www-form-urlencoded" in ctype:
+                body = {k: v[0] for k, v in parse_qs(raw).items()}
+            fake.calls.append(
+                Call(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            )
+            if fake.fail_with:
+                status = fake.fail_with.pop(0)
+                self._reply(status, {"message": "scripted failure"})
+                return
+            if self.path.endswith("/token"):
+                self._reply(200, {"access_token": "halo-token", "token_type": "Bearer", "expires_in": 3600})
+            else:
+                self._reply(201 if self.command == "POST" else 200, {"id": len(fake.calls)})
+
+        def _reply(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PATCH = do_PUT = _serve
+
+    return Handler
+
+
+@contextmanager
+def fake_psa_server() -> Iterator[FakePsa]:
+    fake = FakePsa()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
