@@ -89,3 +89,58 @@ class FakeMessagesAPI:
             max_retries=0,
         )
         return AnthropicAssessor(client, MODEL)
+
+
+class HangingMessagesServer:
+    """A real HTTP Messages API for worker processes: the first call hangs, later ones answer."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.requests = 0
+        self.first_call_started = threading.Event()
+        self.release = threading.Event()
+        self.url = ""
+
+    def serve(self) -> Any:
+        import threading
+        from contextlib import contextmanager
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                fake.requests += 1
+                if fake.requests == 1:
+                    fake.first_call_started.set()
+                    fake.release.wait(30)  # the worker is killed while we wait
+                data = json.dumps(message(VALID_OUTPUT)).encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass  # the client is gone
+
+        @contextmanager
+        def running() -> Any:
+            server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            server.daemon_threads = True
+            fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread.start()
+            try:
+                yield fake
+            finally:
+                fake.release.set()
+                server.shutdown()
+                server.server_close()
+
+        return running()

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -31,42 +32,77 @@ def replica_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
+@dataclass
+class Replica:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no draining, as in a crash."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def log_dir() -> Path:
+    path = ROOT / ".data" / "test" / "logs" / f"{os.environ.get('PYTEST_XDIST_WORKER', 'gw0')}-{os.getpid()}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def spawn_replica(settings: Settings, **env: str) -> Replica:
+    """Start one API process (not yet ready: see ``wait_ready``)."""
+    port = free_port()
+    log_path = log_dir() / f"replica-{port}.log"
+    log = log_path.open("wb")
+    cmd = [sys.executable, "-m", "uvicorn", "handoffs.app:create_app", "--factory",
+           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+           *os.environ.get("REPLICA_UVICORN_ARGS", "").split()]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=replica_env(settings, **env), stdout=log, stderr=log)
+    return Replica(f"http://127.0.0.1:{port}", proc, log_path)
+
+
+def wait_ready(replica: Replica, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if replica.proc.poll() is not None:
+            raise RuntimeError(
+                f"replica {replica.url} exited with {replica.proc.returncode}; see {replica.log_path}"
+            )
+        try:
+            if httpx.get(f"{replica.url}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"replica {replica.url} did not become ready; see {replica.log_path}")
+        time.sleep(0.1)
+
+
 @contextmanager
-def run_replicas(settings: Settings, count: int = 2, timeout: float = 30.0) -> Iterator[list[str]]:
-    """Start ``count`` API processes; yield their base URLs; stop them on exit."""
-    procs: list[subprocess.Popen[bytes]] = []
-    urls: list[str] = []
-    log_dir = (
-        ROOT / ".data" / "test" / "logs" / f"{os.environ.get('PYTEST_XDIST_WORKER', 'gw0')}-{os.getpid()}"
-    )
-    log_dir.mkdir(parents=True, exist_ok=True)
+def run_replica_processes(settings: Settings, count: int = 2, **env: str) -> Iterator[list[Replica]]:
+    """Start ``count`` API processes (in parallel); yield them once all are ready; stop them on exit."""
+    replicas = [spawn_replica(settings, **env) for _ in range(count)]
     try:
-        for index in range(count):
-            port = free_port()
-            log = (log_dir / f"replica-{index}-{port}.log").open("wb")
-            cmd = [sys.executable, "-m", "uvicorn", "handoffs.app:create_app", "--factory",
-                   "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *os.environ.get("REPLICA_UVICORN_ARGS", "").split()]  # fmt: skip
-            procs.append(subprocess.Popen(cmd, cwd=ROOT, env=replica_env(settings), stdout=log, stderr=log))
-            urls.append(f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + timeout
-        for url, proc in zip(urls, procs, strict=True):
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"replica {url} exited with {proc.returncode}; see {log_dir}")
-                try:
-                    if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"replica {url} did not become ready; see {log_dir}")
-                time.sleep(0.1)
-        yield urls
+        for replica in replicas:
+            wait_ready(replica)
+        yield replicas
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        for replica in replicas:
+            replica.stop()
+
+
+@contextmanager
+def run_replicas(settings: Settings, count: int = 2, **env: str) -> Iterator[list[str]]:
+    """Start ``count`` API processes; yield their base URLs; stop them on exit."""
+    with run_replica_processes(settings, count, **env) as replicas:
+        yield [r.url for r in replicas]

@@ -80,7 +80,8 @@ def worker_options(settings: Settings, *, extra_ctx: dict[str, Any] | None = Non
         "functions": FUNCTIONS,
         "cron_jobs": [
             # unique: one worker of the fleet runs each tick.
-            cron(sweep_outbox, second=set(range(0, 60, 3)), run_at_startup=True, unique=True, timeout=60),
+            # No timeout of its own: arq derives its crash-recovery delay from the largest one.
+            cron(sweep_outbox, second=set(range(0, 60, 3)), run_at_startup=True, unique=True),
         ],
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
