@@ -102,7 +102,8 @@ async def _serve_with_worker(settings: Settings, host: str, port: int) -> None:
     try:
         await server.serve()  # returns on Ctrl-C
     finally:
-        await worker.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.close()  # cancels jobs in flight; arq re-runs them on the next start
         worker_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker_task

@@ -1,0 +1,52 @@
+"""Escalate through the API; a worker makes the assessment; the event reaches Redis: within seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import pytest
+from arq import Worker
+
+from handoffs.config import Settings
+from handoffs.events import EventBus
+from handoffs.jobs.worker import worker_options
+from tests.conftest import Api
+from tests.workers import fast_settings, wait_for
+
+pytestmark = pytest.mark.usefixtures("clean_redis")
+
+
+async def test_escalation_gets_its_offline_assessment_and_event_within_seconds(
+    api: Api, settings: Settings, redis: Any
+) -> None:
+    worker = Worker(**worker_options(fast_settings(settings)), poll_delay=0.05, handle_signals=False)
+    running = asyncio.create_task(worker.async_run())
+    try:
+        session = await api.new_session("jane", psa_ticket_id="777", problem_summary="Outlook will not open")
+        started = time.monotonic()
+        handoff = await api.hand_off(session["id"], engineer_notes="Safe mode works")
+        path = f"/api/v1/ai-sessions/{session['id']}/handoffs/{handoff['id']}"
+
+        async def ready() -> dict[str, Any] | None:
+            body: dict[str, Any] = (await api.call("sam", "GET", path)).json()
+            return body if body["assessment_status"] == "ready" else None
+
+        body = await wait_for(ready, seconds=10, interval=0.05)
+        elapsed = time.monotonic() - started
+        assert elapsed < 5, f"assessment took {elapsed:.1f}s"
+        assert body["ai_assessment"]["source"] == "offline"
+
+        bus = EventBus(redis)
+        events = await bus.history_after(api["jane"].account_id, "0-0") or []
+        kinds = [e.type for e in events if e.handoff_id == handoff["id"]]
+        assert kinds == ["handoff_created", "handoff_assessment_ready"]
+        detail = (await api.call("sam", "GET", f"/api/v1/ai-sessions/{session['id']}")).json()
+        assert detail["escalation_package"]["source"] == "offline"
+    finally:
+        # close() cancels jobs still running (emails, the sweep); that is fine here.
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.close()
+        running.cancel()
