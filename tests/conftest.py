@@ -90,7 +90,9 @@ async def clean_tables(request: pytest.FixtureRequest) -> None:
     engine: AsyncEngine = request.getfixturevalue("engine")
     async with engine.begin() as conn:
         await conn.execute(
-            text("TRUNCATE outbox, email_deliveries, psa_connections, notifications, session_handoffs, session_messages, ai_sessions CASCADE")
+            text(
+                "TRUNCATE outbox, email_deliveries, psa_connections, notifications, session_handoffs, session_messages, ai_sessions CASCADE"
+            )
         )
         await conn.execute(
             text("DELETE FROM users WHERE email <> ALL(:emails)"), {"emails": list(DEMO_EMAILS)}

@@ -79,7 +79,9 @@ async def test_connectwise_gets_a_note_and_a_status_change(
         "PATCH /v4_6_release/apis/3.0/service/tickets/4242",
     ]
     note, status = psa.calls
-    assert note.headers["authorization"] == "Basic " + base64.b64encode(b"acme+pub:PRIVATE-KEY-VALUE").decode()
+    assert (
+        note.headers["authorization"] == "Basic " + base64.b64encode(b"acme+pub:PRIVATE-KEY-VALUE").decode()
+    )
     assert note.headers["clientid"] == "client-1"
     assert note.body["internalAnalysisFlag"] is True
     assert "VPN drops every hour" in note.body["text"]
