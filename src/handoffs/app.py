@@ -18,6 +18,7 @@ from litestar.types import ControllerRouterHandler
 from handoffs.accounts.controller import AuthController
 from handoffs.auth import TokenIssuer, create_jwt_auth
 from handoffs.config import Settings, get_settings
+from handoffs.csrf import csrf_middleware
 from handoffs.db import create_engine, create_sessionmaker
 from handoffs.errors import exception_handlers
 from handoffs.events import EventBus
@@ -108,6 +109,7 @@ def create_app(
             "relay": Provide(provide_relay, sync_to_thread=False),
             "hub": Provide(provide_hub, sync_to_thread=False),
         },
+        middleware=[csrf_middleware],
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(
             title="handoffs",

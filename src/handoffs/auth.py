@@ -1,12 +1,16 @@
-"""JWT authentication (Litestar's JWTAuth) and role guards.
+"""JWT authentication (Litestar's JWTCookieAuth) and role guards.
 
-The token names the user only; account, team and role are read from the
-user's row on every request, so a role change or deactivation applies at once
-and nothing about the tenant is ever taken from the request.
+API clients send ``Authorization: Bearer <token>``; the browser console holds
+the same token in an HttpOnly, SameSite cookie (``SESSION_COOKIE``), with the
+double-submit CSRF check of ``handoffs.csrf`` on unsafe methods. The token
+names the user only; account, team and role are read from the user's row on
+every request, so a role change or deactivation applies at once and nothing
+about the tenant is ever taken from the request.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,9 +18,10 @@ from uuid import UUID
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
 from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.security.jwt import JWTAuth, Token
+from litestar.security.jwt import JWTCookieAuth, Token
 from sqlalchemy import select
 
 from handoffs.config import Settings
@@ -24,10 +29,14 @@ from handoffs.enums import Role
 from handoffs.models import User
 
 #: Paths reachable without a token.
-PUBLIC_PATHS = ["/api/v1/auth/login", "/health", "/schema"]
+PUBLIC_PATHS = ["/api/v1/auth/login", "/api/v1/auth/session", "/health", "/schema"]
+#: The console's session cookie (HttpOnly) and its CSRF companion (readable by the page's script).
+SESSION_COOKIE = "handoffs_session"
+CSRF_COOKIE = "handoffs_csrf"
+CSRF_HEADER = "x-csrf-token"
 
 
-def create_jwt_auth(settings: Settings, alchemy: SQLAlchemyAsyncConfig) -> JWTAuth[User]:
+def create_jwt_auth(settings: Settings, alchemy: SQLAlchemyAsyncConfig) -> JWTCookieAuth[User]:
     async def retrieve_user(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> User | None:
         try:
             user_id = UUID(token.sub)
@@ -39,25 +48,55 @@ def create_jwt_auth(settings: Settings, alchemy: SQLAlchemyAsyncConfig) -> JWTAu
         user: User | None = await db.scalar(select(User).where(User.id == user_id, User.is_active.is_(True)))
         return user
 
-    return JWTAuth[User](
+    return JWTCookieAuth[User](
         retrieve_user_handler=retrieve_user,
         token_secret=settings.resolved_secret_key(),
         default_token_expiration=timedelta(minutes=settings.token_ttl_minutes),
         exclude=PUBLIC_PATHS,
-        description="A bearer token from POST /api/v1/auth/login.",
+        key=SESSION_COOKIE,
+        samesite="lax",
+        secure=settings.public_url.startswith("https://"),
+        description="A bearer token from POST /api/v1/auth/login (or the console's session cookie).",
     )
 
 
 class TokenIssuer:
     """Mints bearer tokens for signed-in users (a plain class, so it injects cleanly)."""
 
-    def __init__(self, jwt_auth: JWTAuth[User]) -> None:
+    def __init__(self, jwt_auth: JWTCookieAuth[User]) -> None:
         self._jwt_auth = jwt_auth
         self.ttl: timedelta = jwt_auth.default_token_expiration
 
     def issue(self, user: User) -> tuple[str, datetime]:
         token = self._jwt_auth.create_token(identifier=str(user.id), token_expiration=self.ttl)
         return token, datetime.now(UTC) + self.ttl
+
+    def session_cookies(self, token: str) -> tuple[Cookie, Cookie, str]:
+        """The console's session cookie (HttpOnly) and a fresh CSRF cookie, plus the CSRF token."""
+        csrf = secrets.token_urlsafe(32)
+        max_age = int(self.ttl.total_seconds())
+        secure = bool(self._jwt_auth.secure)
+        session = Cookie(
+            key=SESSION_COOKIE, value=f"Bearer {token}", httponly=True, samesite="lax",
+            secure=secure, max_age=max_age, path="/",
+        )  # fmt: skip
+        companion = Cookie(
+            key=CSRF_COOKIE,
+            value=csrf,
+            httponly=False,
+            samesite="lax",
+            secure=secure,
+            max_age=max_age,
+            path="/",
+        )
+        return session, companion, csrf
+
+    @staticmethod
+    def cleared_cookies() -> list[Cookie]:
+        return [
+            Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/", httponly=True, samesite="lax"),
+            Cookie(key=CSRF_COOKIE, value="", max_age=0, path="/", samesite="lax"),
+        ]
 
 
 def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> User:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
 
-from handoffs.accounts.schemas import LoginIn, LoginOut, UserOut
+from handoffs.accounts.schemas import LoggedOut, LoginIn, LoginOut, SessionOut, UserOut
 from handoffs.accounts.service import UserService
 from handoffs.auth import TokenIssuer, current_user
 from handoffs.deps import DbSession
@@ -29,6 +29,24 @@ class AuthController(Controller):
             raise NotAuthorizedException("Wrong email or password")
         token, expires_at = tokens.issue(user)
         return LoginOut(access_token=token, user=UserOut.of(user), expires_at=expires_at)
+
+    @post("/auth/session", status_code=200, security=[])
+    async def open_session(
+        self, data: LoginIn, db_session: DbSession, tokens: NamedDependency[TokenIssuer]
+    ) -> Response[SessionOut]:
+        """Sign in the browser console: an HttpOnly session cookie and a CSRF token."""
+        user = await UserService(db_session).authenticate(data.email, data.password)
+        if user is None:
+            raise NotAuthorizedException("Wrong email or password")
+        token, expires_at = tokens.issue(user)
+        session, companion, csrf = tokens.session_cookies(token)
+        body = SessionOut(user=UserOut.of(user), csrf_token=csrf, expires_at=expires_at)
+        return Response(body, cookies=[session, companion])
+
+    @post("/auth/logout", status_code=200)
+    async def logout(self, tokens: NamedDependency[TokenIssuer]) -> Response[LoggedOut]:
+        """End the console session (clears its cookies)."""
+        return Response(LoggedOut(), cookies=tokens.cleared_cookies())
 
     @get("/me")
     async def me(self, request: Request[User, Any, Any]) -> UserOut:

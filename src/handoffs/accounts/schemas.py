@@ -44,3 +44,15 @@ class LoginOut(msgspec.Struct):
     user: UserOut
     expires_at: datetime
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+
+
+class SessionOut(msgspec.Struct):
+    """The console's sign-in: the token itself stays in an HttpOnly cookie."""
+
+    user: UserOut
+    csrf_token: str
+    expires_at: datetime
+
+
+class LoggedOut(msgspec.Struct):
+    detail: str = "Signed out"
