@@ -11,14 +11,12 @@ from __future__ import annotations
 import hmac
 import json
 from http.cookies import SimpleCookie
-from typing import cast
 
 from litestar.enums import ScopeType
 from litestar.types import (
     ASGIApp,
     HTTPResponseBodyEvent,
     HTTPResponseStartEvent,
-    HTTPScope,
     Receive,
     Scope,
     Send,
@@ -46,7 +44,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _needs_check(scope: Scope) -> bool:
-    if scope["type"] != ScopeType.HTTP or cast("HTTPScope", scope)["method"] in SAFE_METHODS:
+    if scope["type"] != ScopeType.HTTP or scope["method"] in SAFE_METHODS:
         return False
     if _header(scope, b"authorization"):
         return False  # bearer clients: a browser never adds this header on its own

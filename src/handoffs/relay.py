@@ -5,10 +5,13 @@ ids to ``dispatch_soon`` (a background task: the response does not wait).
 A periodic ``sweep`` (arq cron in every worker) picks up rows that a crash
 left behind, and re-dispatches jobs that vanished without finishing.
 
-Rows are locked with ``FOR UPDATE SKIP LOCKED`` while they are handed on, so
-the fast path and any number of sweepers never hand the same row on twice at
-the same time; arq's ``_job_id = outbox id`` makes a second enqueue of a job
-still queued or finished a no-op.
+Each batch is claimed with one ``UPDATE … RETURNING`` (the sweep's through
+``FOR UPDATE SKIP LOCKED``), handed to Redis in one pipeline, and committed
+only once Redis accepted it: if Redis fails, the transaction rolls back and
+the rows stay pending for the sweep. The fast path and any number of
+sweepers therefore never hand the same row on twice at the same time, and
+``job id = outbox id`` makes a second enqueue of a job still queued or
+finished a no-op (the same rule arq's own ``enqueue_job`` applies).
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
-from sqlalchemy import or_, select
+from arq.constants import default_queue_name, expires_extra_ms, job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from sqlalchemy import ColumnElement, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handoffs.enums import OutboxStatus
@@ -30,20 +37,41 @@ from handoffs.outbox import Topic
 
 log = logging.getLogger(__name__)
 
+# arq's enqueue_job, made atomic in one script so a batch costs one round trip:
+# refuse when the job or its result exists, else store the job and queue it.
+# KEYS: job key, result key, queue; ARGV: job id, serialized job, expiry ms, score.
+_ENQUEUE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+redis.call('PSETEX', KEYS[1], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+return 1
+"""
+
 
 class JobQueue(Protocol):
     """The one seam through which jobs are enqueued (arq in production)."""
 
-    async def enqueue(self, function: str, outbox_id: UUID) -> None: ...
+    async def enqueue_into(self, pipe: Pipeline, function: str, outbox_id: UUID) -> None: ...
 
 
 class ArqJobQueue:
-    def __init__(self, arq_redis: object) -> None:
-        self._arq = arq_redis
+    """Enqueues arq jobs exactly as ``ArqRedis.enqueue_job`` would, but onto a pipeline."""
 
-    async def enqueue(self, function: str, outbox_id: UUID) -> None:
-        # job id = outbox id: arq refuses a duplicate while the job or its result exists.
-        await self._arq.enqueue_job(function, str(outbox_id), _job_id=str(outbox_id))  # type: ignore[attr-defined]
+    def __init__(self, redis: Redis, queue_name: str = default_queue_name) -> None:
+        self.queue_name = queue_name
+        self._script = redis.register_script(_ENQUEUE_LUA)
+
+    async def enqueue_into(self, pipe: Pipeline, function: str, outbox_id: UUID) -> None:
+        job_id = str(outbox_id)
+        now_ms = int(datetime.now(UTC).timestamp() * 1000)
+        job = serialize_job(function, (job_id,), {}, None, now_ms)
+        await self._script(
+            keys=[job_key_prefix + job_id, result_key_prefix + job_id, self.queue_name],
+            args=[job_id, job, expires_extra_ms, now_ms],
+            client=pipe,
+        )
 
 
 class OutboxRelay:
@@ -80,8 +108,7 @@ class OutboxRelay:
         try:
             await self.dispatch(ids)
         except Exception:
-            # The sweep will pick these rows up; the request already succeeded.
-            self.errors += 1
+            # The rows stay pending and the sweep will pick them up; the request already succeeded.
             log.exception("outbox fast-path dispatch failed for %d rows; the sweep will retry", len(ids))
 
     @property
@@ -95,61 +122,85 @@ class OutboxRelay:
             await asyncio.wait(set(self._tasks), timeout=wait_seconds)
 
     async def dispatch(self, ids: Sequence[UUID]) -> int:
-        async with self.sessionmaker() as db:
-            rows = (
-                await db.scalars(
-                    select(OutboxMessage)
-                    .where(OutboxMessage.id.in_(ids), OutboxMessage.status == OutboxStatus.pending)
-                    .order_by(OutboxMessage.created_at, OutboxMessage.id)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            return await self._hand_on(db, rows)
+        return await self._claim_and_send(
+            OutboxMessage.id.in_(ids) & (OutboxMessage.status == OutboxStatus.pending)
+        )
 
     # -- the sweep -----------------------------------------------------------
 
     async def sweep(self, *, grace: timedelta = timedelta(seconds=2), limit: int = 500) -> int:
         """Dispatch rows the fast path missed, and jobs that went stale; return how many."""
         now = datetime.now(UTC)
-        async with self.sessionmaker() as db:
-            rows = (
-                await db.scalars(
-                    select(OutboxMessage)
-                    .where(
-                        or_(
-                            (OutboxMessage.status == OutboxStatus.pending)
-                            & (OutboxMessage.available_at <= now - grace),
-                            (OutboxMessage.status == OutboxStatus.dispatched)
-                            & (OutboxMessage.dispatched_at <= now - self.stale_after),
-                        )
-                    )
-                    .order_by(OutboxMessage.created_at, OutboxMessage.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
+        due = (
+            select(OutboxMessage.id)
+            .where(
+                or_(
+                    (OutboxMessage.status == OutboxStatus.pending)
+                    & (OutboxMessage.available_at <= now - grace),
+                    (OutboxMessage.status == OutboxStatus.dispatched)
+                    & (OutboxMessage.dispatched_at <= now - self.stale_after),
                 )
-            ).all()
-            if rows:
-                log.info("outbox sweep found %d rows to dispatch", len(rows))
-            return await self._hand_on(db, rows)
+            )
+            .order_by(OutboxMessage.created_at, OutboxMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        handed_on = await self._claim_and_send(OutboxMessage.id.in_(due.scalar_subquery()))
+        if handed_on:
+            log.info("outbox sweep dispatched %d rows", handed_on)
+        return handed_on
 
-    async def _hand_on(self, db: AsyncSession, rows: Sequence[OutboxMessage]) -> int:
+    # -- both ------------------------------------------------------------------
+
+    async def _claim_and_send(self, which: ColumnElement[bool]) -> int:
         now = datetime.now(UTC)
-        done = 0
-        for row in rows:
+        is_event = OutboxMessage.topic == Topic.event
+        claim = (
+            update(OutboxMessage)
+            .where(which)
+            .values(
+                status=case((is_event, OutboxStatus.done.value), else_=OutboxStatus.dispatched.value),
+                completed_at=case((is_event, now), else_=OutboxMessage.completed_at),
+                dispatched_at=now,
+                updated_at=now,
+            )
+            .returning(OutboxMessage.id, OutboxMessage.topic, OutboxMessage.payload, OutboxMessage.created_at)
+            .execution_options(synchronize_session=False)
+        )
+        async with self.sessionmaker() as db:
+            rows = sorted((await db.execute(claim)).all(), key=lambda r: (r.created_at, r.id))
+            if not rows:
+                await db.commit()
+                return 0
             try:
-                if row.topic == Topic.event:
-                    await self.bus.publish({**row.payload, "event_key": str(row.id)})
-                    row.status = OutboxStatus.done
-                    row.completed_at = now
-                else:
-                    await self.jobs.enqueue(row.topic, row.id)
-                    row.status = OutboxStatus.dispatched
-                row.dispatched_at = now
-                done += 1
+                await self._send(rows)
             except Exception as exc:
-                row.last_error = f"dispatch: {type(exc).__name__}: {exc}"[:2000]
+                await db.rollback()  # the rows stay as they were: the sweep retries them
                 self.errors += 1
-                log.warning("could not dispatch outbox row %s (%s): %s", row.id, row.topic, exc)
-        await db.commit()
-        self.dispatched += done
-        return done
+                await self._record_error([r.id for r in rows], exc)
+                raise
+            await db.commit()
+        self.dispatched += len(rows)
+        return len(rows)
+
+    async def _send(self, rows: Sequence[Any]) -> None:
+        """Every job and event of the batch in one Redis round trip, in commit order."""
+        async with self.bus.redis.pipeline(transaction=False) as pipe:
+            for row in rows:
+                if row.topic == Topic.event:
+                    await self.bus.publish_into(pipe, {**row.payload, "event_key": str(row.id)})
+                else:
+                    await self.jobs.enqueue_into(pipe, row.topic, row.id)
+            await pipe.execute()
+
+    async def _record_error(self, ids: list[UUID], exc: Exception) -> None:
+        try:
+            async with self.sessionmaker() as db:
+                await db.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(ids))
+                    .values(last_error=f"dispatch: {type(exc).__name__}: {exc}"[:2000])
+                )
+                await db.commit()
+        except Exception:
+            log.warning("could not record the dispatch error on %d outbox rows", len(ids))
