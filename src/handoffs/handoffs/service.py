@@ -56,21 +56,30 @@ class HandoffService:
     async def hand_off(self, user: User, session_id: UUID, data: HandoffCreate) -> SessionHandoff:
         """Park or escalate the caller's session, in one transaction with its notifications and outbox."""
         # Lock the session row: two hand-offs of one session queue up here
-        # instead of racing (the partial unique index is the backstop).
-        session = await self.db.scalar(
-            select(AISession)
-            .where(
-                AISession.id == session_id,
-                AISession.account_id == user.account_id,
-                AISession.owner_id == user.id,
-            )
-            .with_for_update()
+        # instead of racing (the partial unique index is the backstop). The
+        # open-handoff check rides along in the same statement.
+        open_handoff_id = (
+            select(SessionHandoff.id)
+            .where(SessionHandoff.session_id == AISession.id, SessionHandoff.claimed_by.is_(None))
+            .limit(1)
+            .scalar_subquery()
         )
-        if session is None:
+        found = (
+            await self.db.execute(
+                select(AISession, open_handoff_id)
+                .where(
+                    AISession.id == session_id,
+                    AISession.account_id == user.account_id,
+                    AISession.owner_id == user.id,
+                )
+                .with_for_update(of=AISession)
+            )
+        ).first()
+        if found is None:
             raise NotFound("AI session not found")
+        session, open_handoff = found
         if session.status == SessionStatus.resolved:
             raise Conflict("This session is resolved; reopen it before handing it off.")
-        open_handoff = await self._open_handoff_id(session.id)
         if open_handoff is not None:
             raise Conflict("This session already has an open handoff.", handoff_id=str(open_handoff))
         target = await self._target(user, data.target_user_id)
@@ -140,14 +149,6 @@ class HandoffService:
             await self.db.rollback()
             raise Conflict("This session already has an open handoff.") from exc
         return handoff
-
-    async def _open_handoff_id(self, session_id: UUID) -> UUID | None:
-        found: UUID | None = await self.db.scalar(
-            select(SessionHandoff.id).where(
-                SessionHandoff.session_id == session_id, SessionHandoff.claimed_by.is_(None)
-            )
-        )
-        return found
 
     async def _target(self, user: User, target_user_id: UUID | None) -> User | None:
         if target_user_id is None:
