@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from uuid_utils.compat import uuid7
 
 from handoffs.models import OutboxMessage
 
@@ -29,25 +31,30 @@ class Topic:
 
 
 class OutboxWriter:
-    """Collects a transaction's outbox rows and hands them to the relay once it commits."""
+    """Collects a transaction's outbox rows, writes them with its commit, then hands them to the relay."""
 
     def __init__(self, db: AsyncSession, relay: OutboxRelay | None = None) -> None:
         self.db = db
         self.relay = relay
-        self._rows: list[OutboxMessage] = []
+        self._rows: list[dict[str, Any]] = []
 
-    def add(self, account_id: UUID, topic: str, payload: dict[str, Any]) -> OutboxMessage:
-        row = OutboxMessage(account_id=account_id, topic=topic, payload=payload)
-        self.db.add(row)
-        self._rows.append(row)
-        return row
+    def add(self, account_id: UUID, topic: str, payload: dict[str, Any]) -> UUID:
+        row_id = uuid7()
+        self._rows.append({"id": row_id, "account_id": account_id, "topic": topic, "payload": payload})
+        return row_id
 
-    def discard(self) -> None:
-        """Forget the rows of a rolled-back transaction."""
-        self._rows.clear()
+    async def commit(self) -> None:
+        """Insert the rows (one bulk INSERT), commit the transaction, dispatch without waiting for the sweep.
 
-    def committed(self) -> None:
-        """Call right after a successful commit: dispatch without waiting for the sweep."""
+        A failed commit forgets the rows with the transaction and re-raises.
+        """
         rows, self._rows = self._rows, []
+        try:
+            if rows:
+                await self.db.execute(insert(OutboxMessage), rows)
+            await self.db.commit()
+        except Exception:
+            await self.db.rollback()
+            raise
         if self.relay is not None:
-            self.relay.dispatch_soon(row.id for row in rows)
+            self.relay.dispatch_soon(row["id"] for row in rows)

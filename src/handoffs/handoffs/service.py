@@ -42,17 +42,6 @@ class HandoffService:
         self.notifications = NotificationService(db)
         self.outbox = OutboxWriter(db, relay)
 
-    async def _commit(self) -> None:
-        """Commit, then hand the outbox rows on; a failed commit forgets them."""
-        try:
-            await self.db.commit()
-        except Exception:
-            self.outbox.discard()
-            raise
-        self.outbox.committed()
-
-    # -- park / escalate ---------------------------------------------------
-
     async def hand_off(self, user: User, session_id: UUID, data: HandoffCreate) -> SessionHandoff:
         """Park or escalate the caller's session, in one transaction with its notifications and outbox."""
         # Lock the session row: two hand-offs of one session queue up here
@@ -105,7 +94,7 @@ class HandoffService:
         recipients: list[UUID] = []
         if escalate:
             recipients = [target.id] if target else await self._seniors_except(user)
-            self.notifications.add_for(
+            await self.notifications.add_for(
                 recipients,
                 account_id=user.account_id,
                 kind=NotificationKind.escalation,
@@ -144,9 +133,8 @@ class HandoffService:
             ),
         )
         try:
-            await self._commit()
+            await self.outbox.commit()
         except IntegrityError as exc:
-            await self.db.rollback()
             raise Conflict("This session already has an open handoff.") from exc
         return handoff
 
@@ -276,7 +264,7 @@ class HandoffService:
                 claimed_at=now.isoformat(),
             ),
         )
-        await self._commit()
+        await self.outbox.commit()
         return claimed
 
     async def _claim_refusal(self, user: User, session_id: UUID, handoff_id: UUID) -> Exception:
@@ -331,9 +319,8 @@ class HandoffService:
             self._event("handoff_released", released, released_by={"id": str(user.id), "name": user.name}),
         )
         try:
-            await self._commit()
+            await self.outbox.commit()
         except IntegrityError as exc:
-            await self.db.rollback()
             raise Conflict(
                 "The session has been handed off again since; this handoff cannot reopen."
             ) from exc

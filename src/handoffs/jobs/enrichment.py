@@ -111,8 +111,7 @@ async def _store(jc: JobContext, row: OutboxMessage, handoff_id: UUID, result: A
                 "assessment": result.assessment_json(),
             },
         )
-        await db.commit()
-        outbox.committed()
+        await outbox.commit()
     log.info(
         "assessment ready for handoff %s (%s, %d in / %d out tokens)",
         handoff_id, result.source, result.input_tokens, result.output_tokens,
@@ -148,5 +147,4 @@ async def _give_up(jc: JobContext, row: OutboxMessage, reason: str) -> None:
                     "reason": reason,
                 },
             )
-        await db.commit()
-        outbox.committed()
+        await outbox.commit()

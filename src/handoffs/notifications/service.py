@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.enums import NotificationKind
@@ -17,7 +17,7 @@ class NotificationService:
     def __init__(self, db: AsyncSession) -> None:
         self.db = db
 
-    def add_for(
+    async def add_for(
         self,
         recipients: Iterable[UUID],
         *,
@@ -27,22 +27,23 @@ class NotificationService:
         body: str,
         handoff_id: UUID | None,
         session_id: UUID | None,
-    ) -> list[Notification]:
-        """Add one notification per recipient to the current transaction."""
+    ) -> int:
+        """Insert one notification per recipient in the current transaction (one bulk INSERT)."""
         rows = [
-            Notification(
-                account_id=account_id,
-                recipient_id=recipient,
-                kind=kind,
-                title=title,
-                body=body,
-                handoff_id=handoff_id,
-                session_id=session_id,
-            )
+            {
+                "account_id": account_id,
+                "recipient_id": recipient,
+                "kind": kind,
+                "title": title,
+                "body": body,
+                "handoff_id": handoff_id,
+                "session_id": session_id,
+            }
             for recipient in recipients
         ]
-        self.db.add_all(rows)
-        return rows
+        if rows:
+            await self.db.execute(insert(Notification), rows)
+        return len(rows)
 
     async def list_for(
         self, user: User, *, unread_only: bool = False, limit: int = 100
