@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select, update
+from sqlalchemy import ScalarSelect, func, literal_column, select, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,18 +45,17 @@ class HandoffService:
 
     async def hand_off(self, user: User, session_id: UUID, data: HandoffCreate) -> SessionHandoff:
         """Park or escalate the caller's session, in one transaction with its notifications and outbox."""
-        # Lock the session row: two hand-offs of one session queue up here
-        # instead of racing (the partial unique index is the backstop). The
-        # open-handoff check rides along in the same statement.
-        open_handoff_id = (
-            select(SessionHandoff.id)
-            .where(SessionHandoff.session_id == AISession.id, SessionHandoff.claimed_by.is_(None))
-            .limit(1)
-            .scalar_subquery()
-        )
+        # One round trip: lock the session row (two hand-offs of one session
+        # queue up here instead of racing; the partial unique index is the
+        # backstop) and read what the handoff needs alongside it.
         found = (
             await self.db.execute(
-                select(AISession, open_handoff_id)
+                select(
+                    AISession,
+                    self._open_handoff_id(session_id),
+                    self._transcript_json(session_id),
+                    self._seniors_except(user),
+                )
                 .where(
                     AISession.id == session_id,
                     AISession.account_id == user.account_id,
@@ -66,7 +66,7 @@ class HandoffService:
         ).first()
         if found is None:
             raise NotFound("AI session not found")
-        session, open_handoff = found
+        session, open_handoff, transcript, seniors = found
         if session.status == SessionStatus.resolved:
             raise Conflict("This session is resolved; reopen it before handing it off.")
         if open_handoff is not None:
@@ -82,7 +82,7 @@ class HandoffService:
             priority=data.priority,
             target_user_id=target.id if target else None,
             created_by=user.id,
-            session_snapshot=await self._snapshot(session),
+            session_snapshot=self._snapshot(session, transcript),
             assessment_status=AssessmentStatus.pending if escalate else AssessmentStatus.not_requested,
         )
         self.db.add(handoff)
@@ -93,7 +93,7 @@ class HandoffService:
         title = escalation_title(user.first_name, session.psa_ticket_id, session.problem_summary)
         recipients: list[UUID] = []
         if escalate:
-            recipients = [target.id] if target else await self._seniors_except(user)
+            recipients = [target.id] if target else list(seniors or [])
             await self.notifications.add_for(
                 recipients,
                 account_id=user.account_id,
@@ -156,35 +156,57 @@ class HandoffService:
             raise BadRequest("target_user_id cannot be yourself")
         return target
 
-    async def _seniors_except(self, user: User) -> list[UUID]:
-        rows = await self.db.scalars(
-            select(User.id).where(
+    @staticmethod
+    def _open_handoff_id(session_id: UUID) -> ScalarSelect[UUID]:
+        return (
+            select(SessionHandoff.id)
+            .where(SessionHandoff.session_id == session_id, SessionHandoff.claimed_by.is_(None))
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    @staticmethod
+    def _seniors_except(user: User) -> ScalarSelect[list[UUID]]:
+        """Who an untargeted escalation notifies: the account's active engineers, admins and owners but the creator."""
+        return (
+            select(func.array_agg(User.id))
+            .where(
                 User.account_id == user.account_id,
                 User.is_active.is_(True),
                 User.role.in_([r.value for r in SENIOR_ROLES]),
                 User.id != user.id,
             )
+            .scalar_subquery()
         )
-        return list(rows)
 
-    async def _snapshot(self, session: AISession) -> dict[str, Any]:
-        messages = (
-            await self.db.scalars(
-                select(SessionMessage)
-                .where(SessionMessage.session_id == session.id)
-                .order_by(SessionMessage.created_at.desc(), SessionMessage.id.desc())
-                .limit(SNAPSHOT_MESSAGES)
+    @staticmethod
+    def _transcript_json(session_id: UUID) -> ScalarSelect[list[dict[str, Any]]]:
+        """The latest ``SNAPSHOT_MESSAGES`` messages, oldest first, built as JSON by PostgreSQL."""
+        recent = (
+            select(SessionMessage.role, SessionMessage.content, SessionMessage.created_at, SessionMessage.id)
+            .where(SessionMessage.session_id == session_id)
+            .order_by(SessionMessage.created_at.desc(), SessionMessage.id.desc())
+            .limit(SNAPSHOT_MESSAGES)
+            .subquery()
+        )
+        message = func.json_build_object(
+            "role", recent.c.role, "content", recent.c.content, "created_at", recent.c.created_at
+        )
+        return select(
+            func.coalesce(
+                func.json_agg(aggregate_order_by(message, recent.c.created_at, recent.c.id)),
+                literal_column("'[]'::json"),
             )
-        ).all()
+        ).scalar_subquery()
+
+    @staticmethod
+    def _snapshot(session: AISession, transcript: list[dict[str, Any]] | None) -> dict[str, Any]:
         return {
             "title": session.title,
             "problem_summary": session.problem_summary,
             "psa_ticket_id": session.psa_ticket_id,
             "status": session.status.value,
-            "messages": [
-                {"role": m.role.value, "content": m.content, "created_at": m.created_at.isoformat()}
-                for m in reversed(messages)
-            ],
+            "messages": list(transcript or []),
         }
 
     @staticmethod
