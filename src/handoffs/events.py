@@ -16,6 +16,7 @@ from uuid import UUID
 
 import msgspec
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,17 @@ local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'd', ARGV[2]
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('PUBLISH', KEYS[2], id .. '\\n' .. ARGV[2])
 return id
+"""
+
+# One atomic read for a resume: the oldest entry, the length and the entries
+# after ARGV[1], so trimming cannot slip in between the gap check and the read.
+# KEYS[1] stream; ARGV[1] exclusive start id; ARGV[2] count.
+_HISTORY_LUA = """
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local len = redis.call('XLEN', KEYS[1])
+local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
+return {first, last, len, entries}
 """
 
 
@@ -81,11 +93,23 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
         )
 
 
-def parse_stream_id(event_id: str) -> tuple[int, int] | None:
+StreamKey = tuple[int, int]
+"""A stream id as ``(milliseconds, sequence)``: ids compare numerically, never as strings."""
+
+#: The id before every event: "from the beginning of the history".
+ZERO_ID = "0-0"
+
+RawEvent = tuple[str, bytes]
+"""An event as stored: its stream id and its JSON body (the SSE ``data:``)."""
+
+
+def parse_stream_id(event_id: str) -> StreamKey | None:
     """``"1700000000000-3"`` → ``(1700000000000, 3)``; None when it is not a stream id."""
     ms, sep, seq = event_id.strip().partition("-")
-    if not sep or not ms.isdigit() or not seq.isdigit():
-        return None
+    for part in (ms, seq):
+        # isdigit() alone accepts non-ASCII digits, which int() would happily read.
+        if not sep or not part.isascii() or not part.isdigit() or len(part) > 20:
+            return None
     return int(ms), int(seq)
 
 
@@ -99,6 +123,7 @@ class EventBus:
         self.maxlen = maxlen
         self.ttl_seconds = ttl_seconds
         self._script = redis.register_script(_PUBLISH_LUA)
+        self._history_script = redis.register_script(_HISTORY_LUA)
         self.published = 0
         self.failures = 0
 
@@ -113,55 +138,82 @@ class EventBus:
         self.published += 1
         return raw.decode() if isinstance(raw, bytes) else str(raw)
 
-    async def history_after(
-        self, account_id: UUID | str, last_id: str, count: int = 2000
-    ) -> list[Event] | None:
-        """Events after ``last_id``, oldest first; None when ``last_id`` is older than the history kept.
+    async def publish_into(self, pipe: Pipeline, payload: dict[str, Any]) -> None:
+        """Queue a publish on a pipeline (the relay batches a commit's events and jobs in one round trip)."""
+        event = Event.from_payload(payload)
+        await self._script(
+            keys=[stream_key(event.account_id), channel_name(event.account_id)],
+            args=[self.maxlen, event.as_json(), self.ttl_seconds],
+            client=pipe,
+        )
+        self.published += 1
 
-        An unknown or malformed id also answers None: the caller cannot know
-        what it missed and should resync.
+    async def history_after(self, account_id: UUID | str, last_id: str) -> list[Event] | None:
+        """Events after ``last_id``, oldest first; None when what followed ``last_id`` may be lost.
+
+        See :meth:`raw_history_after` for when None is answered.
         """
-        if parse_stream_id(last_id) is None:
+        raw = await self.raw_history_after(account_id, last_id)
+        if raw is None:
             return None
-        key = stream_key(account_id)
-        oldest = await self.redis.xrange(key, count=1)
-        if oldest:
-            first_id = _decode(oldest[0][0])
-            if _older(last_id, first_id) and not await self._exists(key, last_id):
-                return None
-        elif last_id != "0-0":
-            # No history at all: either nothing happened or it expired; an
-            # id from the future of an empty stream cannot be trusted.
-            return [] if await self.redis.exists(key) else None
-        entries = await self.redis.xrange(key, min=f"({last_id}", count=count)
-        return [_entry_event(entry_id, fields) for entry_id, fields in entries]
+        return [Event.from_payload(msgspec.json.decode(body), event_id) for event_id, body in raw]
+
+    async def raw_history_after(self, account_id: UUID | str, last_id: str) -> list[RawEvent] | None:
+        """``(id, JSON body)`` of the events after ``last_id``, oldest first, as stored.
+
+        None means the caller cannot know what it missed and should resync:
+        the id is malformed, older than the oldest event kept (trimmed away),
+        newer than the newest (not an id this history issued: e.g. Redis lost
+        its data and started a new history), or the history expired.
+        ``"0-0"`` (a client that connected before the account had any event)
+        gets the whole history as long as none of it was ever trimmed.
+        """
+        after = parse_stream_id(last_id)
+        if after is None:
+            return None
+        first, last, length, entries = await self._history_script(
+            keys=[stream_key(account_id)],
+            # MAXLEN ~ keeps at most one node (100 entries) over maxlen: one read gets all.
+            args=[f"{after[0]}-{after[1]}", self.maxlen * 2 + 200],
+        )
+        if not first:
+            return [] if after == (0, 0) else None
+        oldest = parse_stream_id(_decode(first[0][0]))
+        newest = parse_stream_id(_decode(last[0][0]))
+        if oldest is None or newest is None or after > newest:
+            return None
+        # Approximate trimming never leaves fewer than maxlen entries, so a
+        # shorter history was never trimmed: "0-0" then misses nothing.
+        if after < oldest and not (after == (0, 0) and int(length) < self.maxlen):
+            return None
+        return [(_decode(entry_id), _entry_body(fields)) for entry_id, fields in entries]
 
     async def latest_id(self, account_id: UUID | str) -> str:
         """The newest event id of the account, ``"0-0"`` when there is none."""
         entries = await self.redis.xrevrange(stream_key(account_id), count=1)
-        return _decode(entries[0][0]) if entries else "0-0"
-
-    async def _exists(self, key: str, event_id: str) -> bool:
-        return bool(await self.redis.xrange(key, min=event_id, max=event_id, count=1))
+        return _decode(entries[0][0]) if entries else ZERO_ID
 
 
 def _decode(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _older(a: str, b: str) -> bool:
-    pa, pb = parse_stream_id(a), parse_stream_id(b)
-    return pa is not None and pb is not None and pa < pb
-
-
-def _entry_event(entry_id: bytes | str, fields: dict[Any, Any]) -> Event:
+def _entry_body(fields: Any) -> bytes:
+    # Script replies carry an entry's fields as a flat [name, value, ...] list.
+    if isinstance(fields, list):
+        fields = dict(zip(fields[::2], fields[1::2], strict=True))
     raw = fields.get(b"d", fields.get("d", b"{}"))
-    payload = msgspec.json.decode(raw)
-    return Event.from_payload(payload, _decode(entry_id))
+    return raw if isinstance(raw, bytes) else str(raw).encode()
+
+
+def split_live_message(message: bytes) -> RawEvent:
+    """A pub/sub message (``b"<id>\\n<json>"``) as ``(id, JSON body)``, without decoding the JSON."""
+    event_id, _, body = message.partition(b"\n")
+    return event_id.decode("ascii", "replace"), body
 
 
 def decode_live_message(message: bytes | str) -> Event:
     """A pub/sub message (``"<id>\\n<json>"``) back into an Event."""
-    text = message.decode() if isinstance(message, bytes) else message
-    event_id, _, body = text.partition("\n")
+    raw = message.encode() if isinstance(message, str) else message
+    event_id, body = split_live_message(raw)
     return Event.from_payload(msgspec.json.decode(body), event_id)

@@ -1,0 +1,1 @@
+"""The live escalation stream: one Redis subscription per replica, fanned out to SSE clients."""
