@@ -15,7 +15,7 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ControllerRouterHandler
 
-from handoffs.accounts.controller import AuthController
+from handoffs.accounts.controller import AuthController, UserController
 from handoffs.auth import TokenIssuer, create_jwt_auth
 from handoffs.config import Settings, get_settings
 from handoffs.csrf import csrf_middleware
@@ -31,6 +31,8 @@ from handoffs.relay import ArqJobQueue, OutboxRelay
 from handoffs.sessions.controller import SessionController
 from handoffs.stream.controller import EscalationStreamController
 from handoffs.stream.hub import EventHub
+from handoffs.web import static_files_router, template_config
+from handoffs.web.controller import ConsoleController
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +100,13 @@ def create_app(
             NotificationController,
             EscalationStreamController,
             PsaConnectionController,
+            UserController,
+            # The browser console: pages, and the static files they load.
+            ConsoleController,
+            static_files_router(),
             *extra_handlers,
         ],
+        template_config=template_config(),
         plugins=[SQLAlchemyPlugin(config=alchemy)],
         on_app_init=[jwt_auth.on_app_init],
         lifespan=[lifespan],

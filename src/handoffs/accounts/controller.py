@@ -7,11 +7,13 @@ from typing import Any
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
+from litestar.params import Parameter
 
-from handoffs.accounts.schemas import LoggedOut, LoginIn, LoginOut, SessionOut, UserOut
+from handoffs.accounts.schemas import Colleague, LoggedOut, LoginIn, LoginOut, SessionOut, UserOut
 from handoffs.accounts.service import UserService
 from handoffs.auth import TokenIssuer, current_user
 from handoffs.deps import DbSession
+from handoffs.enums import Role
 from handoffs.models import User
 
 
@@ -52,3 +54,21 @@ class AuthController(Controller):
     async def me(self, request: Request[User, Any, Any]) -> UserOut:
         """The signed-in user."""
         return UserOut.of(current_user(request))
+
+
+class UserController(Controller):
+    path = "/api/v1/users"
+    tags = ["users"]
+
+    @get("/")
+    async def list_users(
+        self,
+        request: Request[User, Any, Any],
+        db_session: DbSession,
+        role: list[Role] | None = Parameter(
+            query="role", default=None, description="Only these roles (repeat for several)."
+        ),
+    ) -> list[Colleague]:
+        """Active users of the caller's account, by name: e.g. the target picker of an escalation."""
+        users = await UserService(db_session).colleagues(current_user(request))
+        return [Colleague.of(u) for u in users if not role or u.role in role]

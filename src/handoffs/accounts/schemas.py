@@ -34,6 +34,18 @@ class UserOut(msgspec.Struct):
         )
 
 
+class Colleague(msgspec.Struct):
+    """A user of the caller's account, as a picker lists them (no email: pickers need no more)."""
+
+    id: UUID
+    name: str
+    role: Role
+
+    @classmethod
+    def of(cls, user: User) -> Colleague:
+        return cls(id=user.id, name=user.name, role=user.role)
+
+
 class LoginIn(msgspec.Struct, forbid_unknown_fields=True):
     email: Email
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
@@ -46,6 +47,13 @@ class UserService:
         user = await self.users.get_one_or_none(email=normalise_email(email))
         ok = await verify_password_async(user.password_hash if user else None, password)
         return user if ok and user is not None and user.is_active else None
+
+    async def colleagues(self, user: User, *, include_inactive: bool = False) -> Sequence[User]:
+        """The users of ``user``'s account (``user`` included), by name; active ones unless asked otherwise."""
+        query = select(User).where(User.account_id == user.account_id).order_by(User.name, User.id)
+        if not include_inactive:
+            query = query.where(User.is_active.is_(True))
+        return (await self.db.scalars(query)).all()
 
     async def ensure_account(self, name: str, team_name: str = "Helpdesk") -> tuple[Account, Team]:
         """The account named ``name`` and its team, created when missing."""

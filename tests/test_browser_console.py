@@ -1,0 +1,358 @@
+"""The console in a real browser (Debian's Chromium through Playwright) against two real API replicas.
+
+Each person is a browser context of their own (their own cookie jar), on one
+of two uvicorn replicas, so live events cross processes through Redis as in
+production. The arq worker runs in this process against the same database and
+Redis; where a test needs to see an assessment *arrive*, it starts the worker
+only once the page is showing the pending state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handoffs.config import Settings
+from handoffs.models import SessionHandoff
+from tests.browser import PHONE, Console, artifact, launch, open_console, require_chromium
+from tests.conftest import Actor
+from tests.workers import fast_settings, run_jobs
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_redis")]
+
+Open = Callable[..., Awaitable[Console]]
+
+
+@pytest.fixture(scope="session")
+async def chromium() -> AsyncIterator[Any]:
+    require_chromium()
+    async with launch() as browser:
+        yield browser
+
+
+@pytest.fixture
+async def window(chromium: Any) -> AsyncIterator[Open]:
+    """Opens a signed-in browser window; every window is closed after the test."""
+    opened: list[Console] = []
+
+    async def open_window(base_url: str, email: str, **options: Any) -> Console:
+        console = await open_console(chromium, base_url, email, **options)
+        opened.append(console)
+        return console
+
+    yield open_window
+    for console in opened:
+        await console.close()
+
+
+@pytest.fixture(autouse=True)
+def _expect_timeout() -> None:
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=10_000)
+
+
+def expect(target: Any) -> Any:
+    from playwright.async_api import expect as playwright_expect
+
+    return playwright_expect(target)
+
+
+async def escalate_in_the_ui(jane: Console) -> tuple[str, str]:
+    """Jane creates a session, adds to its transcript and escalates it, all through the pages."""
+    page = jane.page
+    await page.get_by_role("button", name="New session").click()
+    dialog = page.get_by_role("dialog")
+    await dialog.get_by_label("Title").fill("Outlook sync")
+    await dialog.get_by_label("Problem summary").fill(
+        "Outlook is failing to sync email for the finance team since Tuesday's update"
+    )
+    await dialog.get_by_label("PSA ticket").fill("12345")
+    await dialog.get_by_role("button", name="Create session").click()
+    await page.wait_for_url(re.compile(r"/sessions/[0-9a-f-]{36}$"))
+    session_id = page.url.rsplit("/", 1)[1]
+
+    await page.get_by_label("Message").fill("Outlook shows 'Disconnected' in the status bar")
+    await page.get_by_role("button", name="Add to transcript").click()
+    await expect(page.locator(".transcript .message")).to_have_count(1)
+
+    await page.get_by_label("Notes for the senior").fill("Rebuilt the Outlook profile; still failing")
+    await page.get_by_label("Priority").select_option("high")
+    await page.get_by_role("button", name="Escalate", exact=True).click()
+    await expect(page.locator(".notice")).to_contain_text("waiting in the team queue")
+    href = await page.get_by_role("link", name="Open the handoff").get_attribute("href")
+    assert href is not None
+    return session_id, href.rsplit("/", 1)[1]
+
+
+async def escalate_by_api(
+    url: str,
+    jane: Actor,
+    *,
+    summary: str = "Printer offline",
+    ticket: str | None = "777",
+    priority: str = "normal",
+) -> tuple[str, str]:
+    async with httpx.AsyncClient(base_url=url, headers=jane.headers) as http:
+        body: dict[str, Any] = {"title": "Printer", "problem_summary": summary}
+        if ticket:
+            body["psa_ticket_id"] = ticket
+        session = (await http.post("/api/v1/ai-sessions", json=body)).json()
+        response = await http.post(
+            f"/api/v1/ai-sessions/{session['id']}/handoff",
+            json={"intent": "escalate", "engineer_notes": "Power-cycled it", "priority": priority},
+        )
+        assert response.status_code == 201, response.text
+        return session["id"], response.json()["id"]
+
+
+async def claimed_by(db: AsyncSession, handoff_id: str) -> Any:
+    db.expire_all()
+    return await db.scalar(select(SessionHandoff.claimed_by).where(SessionHandoff.id == handoff_id))
+
+
+async def test_escalation_arrives_live_one_pick_up_wins_and_the_assessment_fills_in(
+    window: Open, replicas: list[str], settings: Settings, db: AsyncSession, actors: dict[str, Actor]
+) -> None:
+    a, b = replicas
+    jane = await window(a, "jane@acme.test", form=True)
+    sam = await window(a, "sam@acme.test")
+    ada = await window(b, "ada@acme.test", reduced_motion="reduce")
+    olivia = await window(b, "olivia@acme.test")
+    gus = await window(b, "gus@globex.test")
+    seniors = (sam, ada, olivia)
+    for console in (*seniors, gus):
+        await console.wait_live()
+        await expect(console.page.locator(".card")).to_have_count(0)
+        await expect(console.page.locator("#bell-count")).to_be_hidden()
+        await console.mark()
+    await sam.set_hidden(True)  # Sam is in another tab: the title counts what he has not seen
+
+    session_id, handoff_id = await escalate_in_the_ui(jane)
+
+    # The card slides into every senior's queue, without a reload.
+    for console in seniors:
+        card = console.page.locator(f'.card[data-id="{handoff_id}"]')
+        await expect(card).to_have_attribute("data-arrived", "live")
+        await expect(card.locator('[data-slot="creator"]')).to_have_text("Jane Doe")
+        await expect(card.locator('[data-slot="ticket"]')).to_have_text("#12345")
+        await expect(card.locator('[data-slot="priority"]')).to_have_text("High")
+        await expect(card.locator('[data-slot="link"]')).to_contain_text("Outlook is failing to sync email")
+        await expect(card.locator('[data-slot="waiting"]')).to_have_text(re.compile(r"^waiting \d+ s$"))
+        assert await console.same_document()
+    await expect(sam.page.locator(".card")).to_have_attribute("data-entered", "animated")
+    await expect(ada.page.locator(".card")).to_have_attribute("data-entered", "instant")  # reduced motion
+    # The bell went up for every recipient.
+    for console in seniors:
+        await expect(console.page.locator("#bell-count")).to_have_text("1")
+        await expect(console.page.locator("#bell-button")).to_have_attribute(
+            "aria-label", "Notifications, 1 unread"
+        )
+    await sam.page.wait_for_function("document.title.startsWith('(1) New arrival')")
+    await sam.set_hidden(False)
+    await expect(sam.page).to_have_title("Console · handoffs")
+
+    await sam.page.screenshot(path=artifact("queue.png"))
+    await sam.page.get_by_role("button", name="Notifications, 1 unread").click()
+    panel = sam.page.locator("#bell-panel")
+    await expect(panel.locator(".notif-title")).to_have_text(
+        "Escalation from Jane · #12345: Outlook is failing to sync email for the finance team since Tuesday's…"
+    )
+    await sam.page.screenshot(path=artifact("bell.png"))
+    await sam.page.keyboard.press("Escape")
+    await expect(panel).to_be_hidden()
+
+    # Sam and Ada pick it up at the same moment: real clicks, sent together.
+    boxes = []
+    for console in (sam, ada):
+        box = await console.page.locator(
+            f'.card[data-id="{handoff_id}"] [data-action="claim"]'
+        ).bounding_box()
+        assert box is not None
+        boxes.append(box)
+    await asyncio.gather(
+        *(
+            console.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            for console, box in zip((sam, ada), boxes, strict=True)
+        )
+    )
+    context_url = re.compile(rf"/sessions/{session_id}/handoffs/{handoff_id}$")
+    waits = {asyncio.ensure_future(console.page.wait_for_url(context_url)): console for console in (sam, ada)}
+    done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED, timeout=10)
+    assert len(done) == 1, "nobody reached the handoff context screen"
+    winner = waits[done.pop()]
+    loser = ada if winner is sam else sam
+    winner_first = "Sam" if winner is sam else "Ada"
+
+    # The loser is told who won, not shown an error; the card leaves their queue.
+    await expect(loser.page.locator("#claim-notice")).to_have_text(
+        re.compile(rf"^{winner_first} picked this up \d+ s ago\.$")
+    )
+    await expect(loser.page.locator(".card")).to_have_count(0)
+    await expect(olivia.page.locator(".card")).to_have_count(0)  # every open queue, without a click
+    assert await olivia.same_document()
+    loser_navigated = pending.pop()
+    assert not loser_navigated.done(), "the loser must stay on the queue"
+    loser_navigated.cancel()
+    assert str(await claimed_by(db, handoff_id)) == str(actors[winner_first.lower()].id)
+
+    # The winner reads the context while the assessment is made; it appears without a reload.
+    page = winner.page
+    await expect(page.locator("#handoff-title")).to_contain_text("Outlook is failing to sync email")
+    await expect(page.locator(".status-bar")).to_contain_text("You picked this up")
+    await expect(page.locator(".transcript .message")).to_contain_text("Disconnected")
+    await expect(page.get_by_text("Rebuilt the Outlook profile; still failing")).to_be_visible()
+    await expect(page.locator("#part-assessment [data-assessment-state]")).to_have_attribute(
+        "data-assessment-state", "pending"
+    )
+    await winner.mark()
+    await run_jobs(fast_settings(settings))
+    assessment = page.locator("#part-assessment [data-assessment-state]")
+    await expect(assessment).to_have_attribute("data-assessment-state", "ready")
+    await expect(assessment.locator(".likely-cause")).not_to_be_empty()
+    await expect(assessment).to_contain_text("This is not an AI assessment")  # offline, and says so
+    await expect(page.locator("#part-documentation .doc-markdown")).to_contain_text("Escalation")
+    assert await winner.same_document()
+    await page.screenshot(path=artifact("context.png"), full_page=True)
+
+    # The sidebar followed: Jane's session now reads "Claimed" for Jane, and is in the winner's list.
+    await expect(
+        page.locator(f'#sidebar-list [data-session-id="{session_id}"] .pill-status-claimed')
+    ).to_have_text("Claimed")
+    await jane.page.goto("/")
+    await expect(
+        jane.page.locator(f'#sidebar-list [data-session-id="{session_id}"] .pill-status-claimed')
+    ).to_be_visible()
+
+    # Globex saw nothing of it.
+    await expect(gus.page.locator(".card")).to_have_count(0)
+    await expect(gus.page.locator("#bell-count")).to_be_hidden()
+    assert not any(handoff_id in url for url in gus.requests)
+    for console in (jane, sam, ada, olivia, gus):
+        assert console.errors == [], f"{console.email}: {console.errors}"
+
+
+async def test_viewer_sees_no_queue_no_pick_up_and_opens_no_stream(
+    window: Open, replicas: list[str], actors: dict[str, Actor]
+) -> None:
+    session_id, handoff_id = await escalate_by_api(replicas[0], actors["jane"])
+    victor = await window(replicas[1], "victor@acme.test")
+    page = victor.page
+    await expect(page.get_by_role("heading", name="Hello, Victor")).to_be_visible()
+    await expect(page.locator("#queue")).to_have_count(0)
+    await expect(page.get_by_role("button", name="Pick up")).to_have_count(0)
+    await expect(page.get_by_role("button", name="New session")).to_have_count(0)
+    assert await page.evaluate("document.documentElement.dataset.stream") == "off"
+
+    # Someone else's handoff is not for a viewer's eyes: the page answers 404, with no Pick up.
+    response = await page.goto(f"/sessions/{session_id}/handoffs/{handoff_id}")
+    assert response is not None
+    assert response.status == 404
+    await expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    await expect(page.get_by_role("button", name="Pick up")).to_have_count(0)
+    assert not any("escalations/stream" in url for url in victor.requests)
+    assert victor.errors == []
+
+
+async def test_failed_assessment_shows_the_reason_live(
+    window: Open, replicas: list[str], settings: Settings, actors: dict[str, Actor]
+) -> None:
+    import httpx2
+
+    from tests.fake_anthropic import FakeMessagesAPI
+
+    session_id, handoff_id = await escalate_by_api(
+        replicas[0], actors["jane"], summary="VPN drops every hour"
+    )
+    sam = await window(replicas[1], "sam@acme.test", path=f"/sessions/{session_id}/handoffs/{handoff_id}")
+    await sam.wait_live()
+    state = sam.page.locator("#part-assessment [data-assessment-state]")
+    await expect(state).to_have_attribute("data-assessment-state", "pending")
+    await sam.mark()
+
+    error = {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}
+    fake = FakeMessagesAPI(httpx2.Response(401, json=error))
+    await run_jobs(
+        fast_settings(settings, anthropic_api_key="sk-ant-test"), extra_ctx={"assessor": fake.assessor()}
+    )
+    await expect(state).to_have_attribute("data-assessment-state", "failed")
+    alert = sam.page.locator("#part-assessment [role=alert]")
+    await expect(alert).to_contain_text("The AI assessment failed.")
+    await expect(alert.locator(".failed-reason")).to_contain_text("refused the request (401)")
+    assert await sam.same_document()
+    await sam.page.screenshot(path=artifact("context-failed.png"))
+
+
+async def test_sign_in_wrong_password_and_sign_out(replicas: list[str], chromium: Any) -> None:
+    context = await chromium.new_context(base_url=replicas[0])
+    try:
+        page = await context.new_page()
+        response = await page.goto("/sessions/00000000-0000-0000-0000-000000000000?x=1")
+        assert response is not None
+        assert page.url.endswith("/login?next=/sessions/00000000-0000-0000-0000-000000000000%3Fx%3D1")
+        await page.get_by_label("Email").fill("sam@acme.test")
+        await page.get_by_label("Password").fill("wrong")
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.get_by_role("alert")).to_have_text("Wrong email or password.")
+        await expect(page.get_by_label("Password")).to_be_focused()
+        await page.get_by_label("Password").fill("demo")
+        await page.get_by_label("Password").press("Enter")
+        await page.wait_for_url(re.compile(r"/sessions/0{8}-"))
+        await expect(
+            page.get_by_role("heading", name="Not found")
+        ).to_be_visible()  # signed in; no such session
+
+        await page.goto("/")
+        await page.get_by_role("button", name="Sign out").click()
+        await page.wait_for_url(re.compile(r"/login$"))
+        cookies = {c["name"] for c in await context.cookies()}
+        assert "handoffs_session" not in cookies
+        await page.goto("/")
+        assert "/login?next=" in page.url
+    finally:
+        await context.close()
+
+
+async def test_phone_width_keyboard_pick_up(
+    window: Open, replicas: list[str], actors: dict[str, Actor]
+) -> None:
+    _, first = await escalate_by_api(
+        replicas[0], actors["jane"], summary="Printer offline", priority="normal"
+    )
+    _, urgent = await escalate_by_api(
+        replicas[0], actors["jane"], summary="Server room is too hot", ticket=None, priority="urgent"
+    )
+    ada = await window(replicas[1], "ada@acme.test", viewport=PHONE)
+    page = ada.page
+    cards = page.locator(".card")
+    await expect(cards).to_have_count(2)
+    assert await cards.evaluate_all("cards => cards.map(c => c.dataset.id)") == [
+        urgent,
+        first,
+    ]  # urgent first
+    no_overflow = "document.documentElement.scrollWidth <= window.innerWidth"
+    assert await page.evaluate(no_overflow)
+    await page.screenshot(path=artifact("queue-phone.png"), full_page=True)
+
+    # Every action is reachable from the keyboard, with a visible focus ring.
+    pick_up = page.locator(f'.card[data-id="{urgent}"] [data-action="claim"]')
+    for _ in range(40):
+        await page.keyboard.press("Tab")
+        if await pick_up.evaluate("el => el === document.activeElement"):
+            break
+    else:
+        pytest.fail("Pick up was not reachable with Tab")
+    outline = await pick_up.evaluate("el => getComputedStyle(el).outlineStyle")
+    assert outline == "solid"
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(re.compile(rf"/handoffs/{urgent}$"))
+    await expect(page.locator(".status-bar")).to_contain_text("You picked this up")
+    assert await page.evaluate(no_overflow)
+    await page.screenshot(path=artifact("context-phone.png"), full_page=True)
