@@ -252,3 +252,28 @@ async def test_a_slow_client_does_not_delay_a_fast_one_and_gets_resync(
             assert len(set(keys)) == len(keys)
     finally:
         slow.close()
+
+
+# -- shutdown -----------------------------------------------------------------------------------------
+
+
+async def test_a_stopping_replica_ends_its_streams_at_once_so_clients_can_reconnect_elsewhere(
+    api: Api, settings: Settings
+) -> None:
+    replica = replicas_with_env(settings, 1, STREAM_REPLICA_ENV)
+    (url,) = replica.__enter__()
+    stopped = False
+    try:
+        async with stream_http() as http, open_stream(http, url, api["sam"].token) as stream:
+            await stream.ready()
+            started = time.monotonic()
+            # SIGTERM, then wait for the process (run_replicas kills it after 10 s).
+            replica.__exit__(None, None, None)
+            stopped = True
+            stopped_in = time.monotonic() - started
+            await asyncio.wait_for(stream.ended.wait(), 5)
+            assert stream.error is None  # the response ended cleanly; the connection was not cut
+        assert stopped_in < 5, f"the replica took {stopped_in:.1f}s to stop with a stream open"
+    finally:
+        if not stopped:
+            replica.__exit__(None, None, None)
