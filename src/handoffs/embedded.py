@@ -44,11 +44,25 @@ class EmbeddedPostgres:
         self.data_dir = data_dir
         self._server: Any = None
 
+    #: Room for several replicas, workers and parallel test workers, each with a pool.
+    MAX_CONNECTIONS = 500
+
     def start(self) -> str:
+        import fcntl
+
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
         from pgserver.postgres_server import get_server
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._server = get_server(self.data_dir, cleanup_mode="stop")
+        # Processes sharing the folder (pytest-xdist workers) take turns, so
+        # only the first one raises max_connections and restarts the server.
+        with (self.data_dir.parent / f".{self.data_dir.name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._server = get_server(self.data_dir, cleanup_mode="stop")
+            current = int(self._server.psql("SHOW max_connections;").split()[2])
+            if current < self.MAX_CONNECTIONS:
+                self._server.psql(f"ALTER SYSTEM SET max_connections = {self.MAX_CONNECTIONS};")
+                pg_ctl(["-w", "restart"], pgdata=self.data_dir, user=self._server.system_user)
         return str(self._server.get_uri())
 
     def stop(self) -> None:
