@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.replicas import ROOT
+from handoffs.config import Settings
+from tests.replicas import ROOT, Replica, log_dir, replica_env, wait_ready
 
 CHROMIUM = Path(os.environ.get("HANDOFFS_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -108,7 +111,10 @@ class Console:
 
     async def wait_live(self) -> None:
         """Until the page's live stream has said ``ready``."""
-        await self.page.wait_for_function("document.documentElement.dataset.stream === 'live'")
+        # A locator assertion, not wait_for_function: the pages' CSP forbids the eval that one needs.
+        from playwright.async_api import expect
+
+        await expect(self.page.locator("html")).to_have_attribute("data-stream", "live")
 
     async def mark(self) -> None:
         """Leave a value in the page's JS state: still there later means the page never reloaded."""
@@ -144,7 +150,7 @@ async def open_console(
     context = await browser.new_context(
         base_url=base_url, viewport=viewport or DESKTOP, reduced_motion=reduced_motion
     )
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(20_000)
     console = Console(context, await context.new_page(), base_url, email)
     if form:
         await console.sign_in_with_form()
@@ -153,3 +159,21 @@ async def open_console(
     if path != "/" or not form:
         await console.page.goto(path)
     return console
+
+
+def start_replica(settings: Settings, port: int, **env: str) -> Replica:
+    """An API process on a given port, ready: a restart on the same address, as a browser sees it."""
+    log_path = log_dir() / f"console-replica-{port}.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "handoffs.app:create_app", "--factory",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            cwd=ROOT, env=replica_env(settings, **env), stdout=log, stderr=log,
+        )  # fmt: skip
+    replica = Replica(f"http://127.0.0.1:{port}", proc, log_path)
+    try:
+        wait_ready(replica)
+    except BaseException:
+        replica.stop()
+        raise
+    return replica

@@ -84,7 +84,7 @@ if (data.page === "console" && document.getElementById("queue")) {
     announce,
   });
 }
-if (data.page === "session") initSessionPage();
+if (data.page === "session") initSessionPage({ stream, sessionId: data.sessionId });
 if (data.page === "handoff") {
   new HandoffScreen({ stream, handoff: data.handoff, userId: data.user.id, streaming: data.stream, toast });
 }

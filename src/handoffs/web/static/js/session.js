@@ -20,7 +20,37 @@ async function submitting(form, work) {
   }
 }
 
-export function initSessionPage() {
+function pill(status, text) {
+  const el = document.createElement("span");
+  el.className = `pill pill-status-${status}`;
+  el.textContent = text;
+  return el;
+}
+
+/** Keep the page's status current while the owner watches: picked up, or back in the queue. */
+function followSession(stream, sessionId) {
+  const notice = document.getElementById("session-notice");
+  const status = document.getElementById("session-status");
+  stream.on("handoff_claimed", (event) => {
+    if (event.session_id !== sessionId) return;
+    const who = document.createElement("strong");
+    who.textContent = event.claimed_by?.name || "a colleague";
+    notice.className = "notice notice-ok";
+    notice.replaceChildren("Picked up by ", who, " just now.");
+    notice.hidden = false;
+    status.replaceChildren(pill("claimed", "Claimed"));
+  });
+  stream.on("handoff_released", (event) => {
+    if (event.session_id !== sessionId) return;
+    notice.className = "notice notice-info";
+    notice.replaceChildren("Put back in the team queue just now.");
+    notice.hidden = false;
+    status.replaceChildren(pill("escalated", "Back in the queue"));
+  });
+}
+
+export function initSessionPage({ stream, sessionId }) {
+  followSession(stream, sessionId);
   const handoff = document.getElementById("handoff-form");
   if (handoff) {
     const submit = handoff.querySelector("[type=submit]");
