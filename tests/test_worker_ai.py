@@ -209,3 +209,27 @@ async def test_without_an_api_key_the_offline_assessor_says_so(
     assert "mail client" in row.ai_assessment["likely_cause"]
     assert "Ran the Inbox Repair Tool" in row.ai_assessment["what_was_tried"]
     assert (row.ai_input_tokens, row.ai_output_tokens) == (0, 0)
+
+
+async def test_an_unexpected_error_is_retried_not_dropped(
+    api: Api, db: AsyncSession, settings: Settings
+) -> None:
+    from handoffs.ai import AssessmentInput, AssessmentResult, OfflineAssessor
+
+    class FlakyOnce:
+        calls = 0
+
+        async def assess(self, data: AssessmentInput) -> AssessmentResult:
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("pool exhausted")
+            return await OfflineAssessor().assess(data)
+
+    _, handoff = await _escalate(api)
+    flaky = FlakyOnce()
+    await run_jobs(fast_settings(settings), extra_ctx={"assessor": flaky})
+    assert flaky.calls == 2
+    assert (await _handoff(db, handoff["id"])).assessment_status == "ready"
+    outbox = await db.scalar(select(OutboxMessage).where(OutboxMessage.topic == "enrich_escalation"))
+    assert outbox is not None
+    assert (outbox.status, outbox.attempts) == (OutboxStatus.done, 2)

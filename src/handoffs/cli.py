@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
+import uvloop
 
 from handoffs.config import Settings, get_settings
 from handoffs.embedded import services
@@ -85,7 +86,8 @@ def dev(data_dir: str | None, host: str, port: int) -> None:
         if not settings.anthropic_api_key:
             click.echo("  AI assessments: offline assessor (set ANTHROPIC_API_KEY for real ones)")
         click.echo("  Ctrl-C stops the API, the worker and the embedded servers.\n")
-        asyncio.run(_serve_with_worker(settings, host, port))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve_with_worker(settings, host, port))
 
 
 async def _serve_with_worker(settings: Settings, host: str, port: int) -> None:
@@ -144,6 +146,8 @@ def worker(check: bool) -> None:
     options = worker_options(settings)
     if check:
         raise SystemExit(asyncio.run(async_check_health(options["redis_settings"])))
+    # uvloop: measured 10-20% less CPU per job than the default loop (bench/README.md).
+    asyncio.set_event_loop(uvloop.new_event_loop())
     Worker(**options).run()
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from handoffs.ai import AssessmentInput, AssessmentResult, InvalidModelOutput
 from handoffs.enums import AssessmentStatus
 from handoffs.jobs.context import JobContext
-from handoffs.jobs.runner import PermanentError, TransientError, run_outbox_job
+from handoffs.jobs.runner import PermanentError, Recorded, TransientError, mark_done, run_outbox_job
 from handoffs.models import AISession, OutboxMessage, SessionHandoff, User
 from handoffs.outbox import OutboxWriter, Topic
 
@@ -52,7 +52,7 @@ async def _load_input(jc: JobContext, handoff_id: UUID) -> AssessmentInput | Non
         )
 
 
-async def _enrich(jc: JobContext, row: OutboxMessage) -> str:
+async def _enrich(jc: JobContext, row: OutboxMessage, attempt: int) -> str:
     handoff_id = UUID(row.payload["handoff_id"])
     data = await _load_input(jc, handoff_id)
     if data is None:
@@ -70,10 +70,12 @@ async def _enrich(jc: JobContext, row: OutboxMessage) -> str:
         raise PermanentError(
             f"the AI service refused the request ({exc.status_code}): {exc.message}"
         ) from exc
-    return await _store(jc, row, handoff_id, result)
+    return await _store(jc, row, attempt, handoff_id, result)
 
 
-async def _store(jc: JobContext, row: OutboxMessage, handoff_id: UUID, result: AssessmentResult) -> str:
+async def _store(
+    jc: JobContext, row: OutboxMessage, attempt: int, handoff_id: UUID, result: AssessmentResult
+) -> str:
     async with jc.sessionmaker() as db:
         outbox = OutboxWriter(db, jc.relay)
         stored = await db.scalar(
@@ -111,12 +113,14 @@ async def _store(jc: JobContext, row: OutboxMessage, handoff_id: UUID, result: A
                 "assessment": result.assessment_json(),
             },
         )
+        # The outbox row is done in the same transaction as the result it stands for.
+        await db.execute(mark_done(row, attempt))
         await outbox.commit()
     log.info(
         "assessment ready for handoff %s (%s, %d in / %d out tokens)",
         handoff_id, result.source, result.input_tokens, result.output_tokens,
     )  # fmt: skip
-    return f"assessment ready ({result.source})"
+    return Recorded(f"assessment ready ({result.source})")
 
 
 async def _give_up(jc: JobContext, row: OutboxMessage, reason: str) -> None:

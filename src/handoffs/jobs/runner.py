@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from arq import Retry
-from sqlalchemy import update
+from sqlalchemy import Update, update
 
 from handoffs.enums import OutboxStatus
 from handoffs.jobs.context import JobContext, job_context
@@ -48,7 +48,23 @@ def backoff_seconds(attempt: int, base: float, cap: float) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-JobBody = Callable[[JobContext, OutboxMessage], Awaitable[str]]
+class Recorded(str):
+    """An outcome whose job already marked its outbox row done, in its own last transaction."""
+
+    __slots__ = ()
+
+
+def mark_done(row: OutboxMessage, attempt: int) -> Update:
+    """The statement that records the row as done: for a job to run inside its final transaction."""
+    now = datetime.now(UTC)
+    return (
+        update(OutboxMessage)
+        .where(OutboxMessage.id == row.id)
+        .values(status=OutboxStatus.done, attempts=attempt, completed_at=now, updated_at=now)
+    )
+
+
+JobBody = Callable[[JobContext, OutboxMessage, int], Awaitable[str]]
 GiveUp = Callable[[JobContext, OutboxMessage, str], Awaitable[None]]
 
 
@@ -64,7 +80,16 @@ async def run_outbox_job(ctx: dict[str, Any], outbox_id: str, body: JobBody, giv
             return f"already {row.status.value}"
         db.expunge(row)
     try:
-        outcome = await body(jc, row)
+        try:
+            outcome = await body(jc, row, attempt)
+        except (TransientError, PermanentError):
+            raise
+        except Exception as exc:
+            # Unforeseen (a pool timeout, a database restart): retry it like a
+            # transient error rather than let arq fail the job and keep that
+            # result, which would block a re-dispatch of this id for an hour.
+            log.exception("%s %s: unexpected error on attempt %d", row.topic, row.id, attempt)
+            raise TransientError(f"unexpected {type(exc).__name__}: {exc}"[:500]) from exc
     except TransientError as exc:
         limit = min(exc.max_attempts or jc.settings.job_max_attempts, jc.settings.job_max_attempts)
         if attempt < limit:
@@ -84,8 +109,9 @@ async def run_outbox_job(ctx: dict[str, Any], outbox_id: str, body: JobBody, giv
         return await _fail(jc, row, attempt, f"gave up after {attempt} attempts: {exc.reason}", give_up)
     except PermanentError as exc:
         return await _fail(jc, row, attempt, exc.reason, give_up)
-    await _record(jc, row.id, attempt, status=OutboxStatus.done)
-    return outcome
+    if not isinstance(outcome, Recorded):
+        await _record(jc, row.id, attempt, status=OutboxStatus.done)
+    return str(outcome)
 
 
 async def _fail(jc: JobContext, row: OutboxMessage, attempt: int, reason: str, give_up: GiveUp) -> str:
