@@ -15,6 +15,7 @@ export class Bell {
     this.readAll = document.getElementById("bell-read-all");
     this.count = unread;
     this.refreshing = null;
+    this.again = false;
     if (!this.button) return;
 
     this.button.addEventListener("click", () => (this.isOpen() ? this.close(true) : this.open()));

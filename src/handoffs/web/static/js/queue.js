@@ -40,6 +40,8 @@ export class Queue {
     this.unseen = unseen;
     this.announce = announce;
     this.reloading = null;
+    this.again = false;
+    this.noticeTimer = null;
 
     this.reconcile(items, { animate: false });
     this.list.addEventListener("click", (event) => {
