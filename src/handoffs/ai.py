@@ -75,6 +75,20 @@ class AssessmentInput:
     transcript: list[dict[str, Any]]
     creator_name: str
 
+    @classmethod
+    def from_snapshot(
+        cls, snapshot: dict[str, Any], engineer_notes: str, creator_name: str
+    ) -> AssessmentInput:
+        """What a handoff's session snapshot (taken when it was handed off) says."""
+        return cls(
+            problem_summary=str(snapshot.get("problem_summary", "")),
+            engineer_notes=engineer_notes,
+            psa_ticket_id=snapshot.get("psa_ticket_id"),
+            session_title=str(snapshot.get("title", "")),
+            transcript=list(snapshot.get("messages", [])),
+            creator_name=creator_name,
+        )
+
 
 @dataclass(frozen=True)
 class AssessmentResult:

@@ -41,15 +41,7 @@ async def _load_input(jc: JobContext, handoff_id: UUID) -> AssessmentInput | Non
         handoff, creator_name = row
         if handoff.assessment_status != AssessmentStatus.pending:
             return None  # already stored (or given up): never call the model twice
-        snap = handoff.session_snapshot
-        return AssessmentInput(
-            problem_summary=str(snap.get("problem_summary", "")),
-            engineer_notes=handoff.engineer_notes,
-            psa_ticket_id=snap.get("psa_ticket_id"),
-            session_title=str(snap.get("title", "")),
-            transcript=list(snap.get("messages", [])),
-            creator_name=creator_name,
-        )
+        return AssessmentInput.from_snapshot(handoff.session_snapshot, handoff.engineer_notes, creator_name)
 
 
 async def _enrich(jc: JobContext, row: OutboxMessage, attempt: int) -> str:

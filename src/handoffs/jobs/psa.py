@@ -23,15 +23,7 @@ async def push_to_psa(ctx: dict[str, Any], outbox_id: str) -> str:
 def note_for(handoff: SessionHandoff, creator_name: str) -> str:
     """The escalation documentation: the AI's when it is ready, else built from the snapshot."""
     package = handoff.ai_assessment or {}
-    snap = handoff.session_snapshot
-    data = AssessmentInput(
-        problem_summary=str(snap.get("problem_summary", "")),
-        engineer_notes=handoff.engineer_notes,
-        psa_ticket_id=snap.get("psa_ticket_id"),
-        session_title=str(snap.get("title", "")),
-        transcript=list(snap.get("messages", [])),
-        creator_name=creator_name,
-    )
+    data = AssessmentInput.from_snapshot(handoff.session_snapshot, handoff.engineer_notes, creator_name)
     return documentation_markdown(
         data,
         package.get("likely_cause"),
