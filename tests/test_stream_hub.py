@@ -247,3 +247,19 @@ async def test_after_a_reconnect_events_both_recovered_and_received_live_are_han
     assert [i for i, _ in events_of(sub)] == [later]
     assert hub.connects == 2
     sub.release()
+
+
+def test_gc_tuning_raises_the_young_threshold_and_never_lowers_it() -> None:
+    import gc
+
+    from handoffs.stream.hub import tune_gc
+
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        tune_gc(50_000)
+        assert gc.get_threshold() == (50_000, 10, 10)
+        tune_gc(1_000)
+        assert gc.get_threshold() == (50_000, 10, 10)
+    finally:
+        gc.set_threshold(*saved)

@@ -80,6 +80,7 @@ def create_app(
             bus,
             queue_size=settings.sse_client_queue,
             keepalive_seconds=settings.sse_keepalive_seconds,
+            gc_gen0_threshold=settings.sse_gc_gen0_threshold,
         )
         await hub.start()
         app.state.hub = hub

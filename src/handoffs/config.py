@@ -87,6 +87,8 @@ class Settings:
     sse_keepalive_seconds: float = 25.0
     sse_client_queue: int = 64
     sse_retry_ms: int = 3000
+    # Young-generation GC threshold while serving streams (0: leave Python's default); see docs/live-stream.md.
+    sse_gc_gen0_threshold: int = 50_000
     # Worker: arq job limits and the retry schedule (attempt n waits base * 2**(n-1), capped).
     job_timeout_seconds: int = 120
     job_max_attempts: int = 5
@@ -119,6 +121,7 @@ class Settings:
             sse_keepalive_seconds=_float_env("SSE_KEEPALIVE_SECONDS", cls.sse_keepalive_seconds),
             sse_client_queue=_int_env("SSE_CLIENT_QUEUE", cls.sse_client_queue),
             sse_retry_ms=_int_env("SSE_RETRY_MS", cls.sse_retry_ms),
+            sse_gc_gen0_threshold=_int_env("SSE_GC_GEN0_THRESHOLD", cls.sse_gc_gen0_threshold),
             job_timeout_seconds=_int_env("JOB_TIMEOUT_SECONDS", cls.job_timeout_seconds),
             job_max_attempts=_int_env("JOB_MAX_ATTEMPTS", cls.job_max_attempts),
             job_retry_base_seconds=_float_env("JOB_RETRY_BASE_SECONDS", cls.job_retry_base_seconds),

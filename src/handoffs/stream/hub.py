@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import random
@@ -226,6 +227,7 @@ class EventHub:
         history_concurrency: int = 4,
         held_max: int = 10_000,
         client_name: str | None = None,
+        gc_gen0_threshold: int = 0,
     ) -> None:
         self.bus = bus
         self.queue_size = queue_size
@@ -233,6 +235,7 @@ class EventHub:
         self.ping_seconds = ping_seconds
         self.backoff_max_seconds = backoff_max_seconds
         self.held_max = held_max
+        self.gc_gen0_threshold = gc_gen0_threshold
         self.client_name = client_name or f"handoffs-hub:{socket.gethostname()}:{os.getpid()}"
         # A pool only as a factory: the hub makes and owns exactly one
         # connection at a time, so redis-py never reconnects behind its back.
@@ -263,6 +266,8 @@ class EventHub:
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.gc_gen0_threshold > 0:
+            tune_gc(self.gc_gen0_threshold)
         self._runner = asyncio.create_task(self._run(), name="event-hub-reader")
         self._ticker = asyncio.create_task(self._tick(), name="event-hub-keepalive")
         self._chain_shutdown_signals()
@@ -567,3 +572,19 @@ class EventHub:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def tune_gc(gen0_threshold: int) -> None:
+    """Collect young objects less often: fan-out to thousands of streams must not feed full collections.
+
+    Every open stream keeps ~130 container objects alive (the ASGI call
+    chain, its task group, the user row...). With CPython's default
+    threshold (700) the short-lived objects of one fan-out survive the many
+    young collections that run during it, get promoted, and soon trigger a
+    full collection that walks every stream's objects: measured 0.5-0.7 s
+    with 5,000 streams in one replica, a pause every few events. A threshold
+    of 50,000 keeps those objects young (they die by reference count first).
+    """
+    _, gen1, gen2 = gc.get_threshold()
+    if gc.get_threshold()[0] < gen0_threshold:
+        gc.set_threshold(gen0_threshold, gen1, gen2)
