@@ -39,6 +39,8 @@ def settings(test_services: TestServices, tmp_path_factory: pytest.TempPathFacto
         redis_url=test_services.redis_url,
         secret_key="test-secret-key-that-is-long-enough-for-hs256",
         data_dir=tmp_path_factory.mktemp("data"),
+        db_pool_size=5,
+        db_max_overflow=15,
     )
     migrate(settings)
     return settings

@@ -26,7 +26,10 @@ def replica_env(settings: Settings, **extra: str) -> dict[str, str]:
         REDIS_URL=settings.redis_url or "",
         SECRET_KEY=settings.secret_key,
         HANDOFFS_DATA_DIR=str(settings.data_dir),
-        DB_POOL_SIZE="20",
+        # Enough for the 50-way claim race over two replicas, small enough that
+        # parallel workers stay within a stock PostgreSQL's 100 connections.
+        DB_POOL_SIZE="5",
+        DB_MAX_OVERFLOW="25",
         **extra,
     )
     return env
