@@ -14,12 +14,20 @@ from handoffs.config import Settings
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, *, pre_ping: bool = True) -> AsyncEngine:
+    """The process's engine.
+
+    ``pre_ping`` checks each connection on checkout (three round trips with
+    asyncpg) so an API request never meets a connection PostgreSQL dropped.
+    Workers turn it off: a job that meets one fails like any unforeseen error
+    and is retried, which is cheaper than pinging before every transaction.
+    """
     return create_async_engine(
         settings.sqlalchemy_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
+        pool_recycle=1800,
     )
 
 

@@ -54,7 +54,7 @@ def worker_options(settings: Settings, *, extra_ctx: dict[str, Any] | None = Non
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         redis: ArqRedis = ctx["redis"]
-        engine = create_engine(settings)
+        engine = create_engine(settings, pre_ping=False)
         sessionmaker = create_sessionmaker(engine)
         bus = EventBus(redis)
         ctx[CTX_KEY] = JobContext(
