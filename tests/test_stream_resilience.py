@@ -103,7 +103,7 @@ async def numsub(redis: Redis, account_id: Any) -> int:
 async def test_after_a_redis_restart_the_subscription_recovers_and_later_events_arrive(
     api: Api, settings: Settings, tmp_path: Path
 ) -> None:
-    sam = api["sam"]
+    sam, gus = api["sam"], api["gus"]
     with isolated_replica(settings, tmp_path / "redis") as isolated:
         redis = isolated.client()
         bus = EventBus(redis)
@@ -113,17 +113,27 @@ async def test_after_a_redis_restart_the_subscription_recovers_and_later_events_
                 before = await bus.publish(event_payload(sam.account_id, 0))
                 assert (await stream.next()).id == before
 
-                isolated.server.restart()  # no persistence: the history is gone too
-                await redis.connection_pool.disconnect()
-                await eventually(lambda: numsub(redis, sam.account_id), 1, within=15)
+                isolated.server.stop()
+                # A client arriving while Redis is down waits (keepalives, no ready) instead of failing.
+                async with open_stream(http, isolated.replica, gus.token) as waiting:
+                    assert await waiting.quiet_for(1.0) == []
+                    assert waiting.parser.comments.count("keepalive") >= 2
 
-                # The client kept its connection; it is told that events may be lost...
-                resync = await stream.next(within=10)
-                assert (resync.event, resync.json["reason"]) == ("resync", "history_lost")
-                # ...and live events flow again.
-                after = await bus.publish(event_payload(sam.account_id, 1))
-                assert (await stream.next()).id == after
+                    isolated.server.start()  # no persistence: the history is gone too
+                    await redis.connection_pool.disconnect()
+                    await eventually(lambda: numsub(redis, sam.account_id), 1, within=15)
+
+                    # The first client kept its connection; it is told that events may be lost...
+                    resync = await stream.next(within=10)
+                    assert (resync.event, resync.json["reason"]) == ("resync", "history_lost")
+                    # ...and live events flow again, to both.
+                    after = await bus.publish(event_payload(sam.account_id, 1))
+                    assert (await stream.next()).id == after
+                    await waiting.ready()
+                    globex = await bus.publish(event_payload(gus.account_id, 2))
+                    assert (await waiting.next()).id == globex
                 assert not stream.ended.is_set()
+                assert await stream.quiet_for(0.2) == []
                 assert len(await hub_connections(redis)) == 1
         finally:
             await redis.aclose()

@@ -1,0 +1,585 @@
+"""Live-stream fan-out: N SSE subscribers over two API replicas, one publisher.
+
+For each N it starts two fresh uvicorn replicas, opens N/2 event streams on
+each from ONE load-generator process (raw asyncio sockets, not httpx: an
+httpx client per stream costs more than the server side at 10,000), then
+publishes events one at a time through the event bus, as the worker does,
+and measures for every (event, subscriber) the time from just before the
+publish call to the moment the event's bytes reach the load generator.
+
+    .venv/bin/python bench/fanout.py                    # N = 1000, 5000, 10000 (~3 min on 2 cores)
+    .venv/bin/python bench/fanout.py --quick            # N = 200, 1000
+    .venv/bin/python bench/fanout.py --levels 2,10000 --events 40 --interval 0.5
+
+Reported per N: p50/p99/max latency, deliveries missing, resyncs, RSS per
+connection of each replica ((RSS with N/2 streams - RSS idle) / (N/2)),
+Redis connections held by the replicas (CLIENT LIST) and CPU of each process.
+All subscribers belong to one account, the worst case: every event goes to
+every stream. Targets: N = 10,000 with p99 < 250 ms and <= 30 KB per connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import resource
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+ROOT = Path(__file__).resolve().parents[1]
+STREAM_PATH = "/api/v1/ai-sessions/escalations/stream"
+BENCH_CLIENT_NAME = "handoffs-bench"
+MARKER = b'"bench_seq":'
+TARGET_P99_MS = 250.0
+TARGET_KB_PER_CONNECTION = 30.0
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft open-files limit to the hard one (10,000 sockets need it); return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# -- the load generator: one protocol object per stream --------------------------------------
+
+
+@dataclass
+class Tally:
+    """Shared by every subscriber of one level."""
+
+    published_at: dict[int, float] = field(default_factory=dict)
+    #: Per event (its ``bench_seq``), the publish→receive seconds of every stream that got it.
+    latencies: dict[int, list[float]] = field(default_factory=dict)
+    ready: int = 0
+    refused: int = 0
+    lost: int = 0
+    resyncs: int = 0
+    all_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    expected: int = 0
+
+
+class Subscriber(asyncio.Protocol):
+    """One event stream: sends the request, then only scans incoming bytes for event markers.
+
+    Each event carries ``"bench_seq":N``; the scan keeps a short tail between
+    reads, so a marker split across two TCP reads is still found once.
+    """
+
+    __slots__ = ("_head", "_tail", "is_ready", "request", "tally", "transport")
+
+    def __init__(self, tally: Tally, request: bytes) -> None:
+        self.tally = tally
+        self.request = request
+        self.transport: Any = None
+        self.is_ready = False
+        self._head = b""
+        self._tail = b""
+
+    def connection_made(self, transport: Any) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses; they have write() and close().
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        tally = self.tally
+        if not self.is_ready:
+            self._head += data
+            if not self._head.startswith(b"HTTP/1.1 200"):
+                if len(self._head) >= 12:
+                    tally.refused += 1
+                    self.transport.close()
+                return
+            if b"event: ready" not in self._head:
+                return
+            self.is_ready = True
+            self._head = b""
+            tally.ready += 1
+            if tally.ready >= tally.expected:
+                tally.all_ready.set()
+            return
+        buf = self._tail + data if self._tail else data
+        pos = 0
+        while True:
+            i = buf.find(MARKER, pos)
+            if i < 0:
+                break
+            j = k = i + len(MARKER)
+            n = len(buf)
+            while k < n and 48 <= buf[k] <= 57:
+                k += 1
+            if k == n:
+                break  # digits may continue in the next read
+            seq = int(buf[j:k])
+            sent = tally.published_at.get(seq)
+            if sent is not None:
+                tally.latencies[seq].append(now - sent)
+            pos = k
+        if b"event: resync" in data:
+            tally.resyncs += 1
+        # Keep only what may hold the start of a marker not seen whole yet.
+        self._tail = buf[max(pos, len(buf) - 40) :] if buf.rfind(b'"', pos) >= 0 else b""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.tally.lost += 1
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return math.nan
+    return sorted_values[max(1, math.ceil(q * len(sorted_values))) - 1]
+
+
+# -- replicas ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Replica:
+    url: str
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, port = self.url.removeprefix("http://").split(":")
+        return host, int(port)
+
+
+def _child_limits() -> None:  # runs in the replica process before exec
+    raise_fd_limit()
+
+
+@contextlib.contextmanager
+def replicas(env: dict[str, str], count: int, log_dir: Path) -> Iterator[list[Replica]]:
+    import httpx
+
+    from handoffs.embedded import free_port
+
+    started: list[Replica] = []
+    try:
+        for index in range(count):
+            port = free_port()
+            log = (log_dir / f"replica-{index}-{port}.log").open("wb")
+            cmd = [sys.executable, "-m", "uvicorn", "handoffs.app:create_app", "--factory",
+                   "--host", "127.0.0.1", "--port", str(port), "--backlog", "4096",
+                   "--no-access-log", "--log-level", "warning"]  # fmt: skip
+            proc = subprocess.Popen(
+                cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_child_limits
+            )
+            started.append(Replica(f"http://127.0.0.1:{port}", proc))
+        deadline = time.monotonic() + 60
+        for replica in started:
+            while True:
+                if replica.proc.poll() is not None:
+                    raise RuntimeError(f"replica {replica.url} exited; see {log_dir}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{replica.url}/health/ready", timeout=1).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"replica {replica.url} did not become ready; see {log_dir}")
+                time.sleep(0.1)
+        yield started
+    finally:
+        for replica in started:
+            replica.proc.terminate()
+        for replica in started:
+            try:
+                replica.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                replica.proc.kill()
+                replica.proc.wait()
+
+
+def rss_bytes(pid: int) -> int:
+    import psutil
+
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (all cores, everything but idle and iowait)."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return float(t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0))
+
+
+def cpu_seconds(pid: int) -> float:
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
+
+
+# -- one level -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Level:
+    subscribers: int
+    ready: int
+    refused: int
+    events: int
+    deliveries_expected: int
+    deliveries: int
+    missing: int
+    resyncs: int
+    lost_during_run: int
+    connect_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    per_event_p99_ms: list[float]
+    gc_gen0_threshold: str
+    rss_idle_mb: list[float]
+    rss_loaded_mb: list[float]
+    kb_per_connection: list[float]
+    redis_connections_replicas: int
+    redis_connections_idle: int
+    hub_connections: int
+    cpu_s_during_publish: dict[str, float]
+    publish_window_s: float
+
+
+async def open_streams(
+    replicas_: list[Replica], token: str, count: int, tally: Tally, batch: int = 250
+) -> list[Subscriber]:
+    loop = asyncio.get_running_loop()
+    subscribers: list[Subscriber] = []
+    for start in range(0, count, batch):
+        tasks = []
+        for i in range(start, min(count, start + batch)):
+            replica = replicas_[i % len(replicas_)]
+            host, port = replica.host_port
+            request = (
+                f"GET {STREAM_PATH} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n"
+                f"Authorization: Bearer {token}\r\n\r\n"
+            ).encode()
+            sub = Subscriber(tally, request)
+            subscribers.append(sub)
+            tasks.append(loop.create_connection(lambda sub=sub: sub, host, port))  # type: ignore[misc]
+        await asyncio.gather(*tasks)
+        # Let the replicas authenticate most of this batch before the next one lands.
+        enough = min(count, start + batch) - batch // 2
+        await until(lambda enough=enough: tally.ready + tally.refused >= enough, 120)
+    return subscribers
+
+
+async def until(condition: Any, seconds: float) -> bool:
+    """Poll ``condition`` every 10 ms for up to ``seconds``; return whether it came true."""
+    for _ in range(int(seconds * 100)):
+        if condition():
+            return True
+        await asyncio.sleep(0.01)
+    return bool(condition())
+
+
+async def redis_connections(redis: Any) -> tuple[int, int]:
+    """(connections of everyone but this bench, of which hub subscriber connections)."""
+    clients = [c for c in await redis.client_list() if c.get("name") != BENCH_CLIENT_NAME]
+    hubs = [c for c in clients if c.get("name", "").startswith("handoffs-hub")]
+    return len(clients), len(hubs)
+
+
+async def run_level(
+    n: int,
+    replicas_: list[Replica],
+    token: str,
+    account_id: UUID,
+    redis_url: str,
+    events: int,
+    interval: float,
+) -> Level:
+    from redis.asyncio import Redis
+
+    from handoffs.events import EventBus
+
+    redis = Redis.from_url(redis_url, client_name=BENCH_CLIENT_NAME)
+    bus = EventBus(redis)
+    pids = [r.proc.pid for r in replicas_]
+    try:
+        # Warm up each replica (imports, caches, the hub's subscription), then measure it idle.
+        warm = Tally(expected=2 * len(replicas_))
+        warm_subs = await open_streams(replicas_, token, warm.expected, warm)
+        await asyncio.wait_for(warm.all_ready.wait(), 30)
+        for seq in range(3):
+            warm.latencies[seq] = []
+            warm.published_at[seq] = time.perf_counter()
+            await bus.publish(_event(account_id, seq))
+            await asyncio.sleep(0.05)
+        for sub in warm_subs:
+            assert sub.transport is not None
+            sub.transport.close()
+        await asyncio.sleep(1.0)
+        rss_idle = [rss_bytes(pid) for pid in pids]
+        redis_idle, _ = await redis_connections(redis)
+
+        tally = Tally(expected=n)
+        started = time.perf_counter()
+        subscribers = await open_streams(replicas_, token, n, tally)
+        try:
+            await asyncio.wait_for(tally.all_ready.wait(), 300)
+        except TimeoutError:
+            print(f"  only {tally.ready} of {n} streams became ready ({tally.refused} refused)", flush=True)
+        connect_s = time.perf_counter() - started
+        await asyncio.sleep(2.0)
+        rss_loaded = [rss_bytes(pid) for pid in pids]
+        redis_loaded, hubs = await redis_connections(redis)
+        lost_before = tally.lost
+
+        cpu_before = {f"replica{i}": cpu_seconds(pid) for i, pid in enumerate(pids)}
+        cpu_before["loadgen"] = cpu_seconds(os.getpid())
+        machine_before = machine_busy()
+        window_start = time.perf_counter()
+        for seq in range(events):
+            tally.latencies[seq] = []
+            tally.published_at[seq] = time.perf_counter()
+            await bus.publish(_event(account_id, seq))
+            await asyncio.sleep(interval)
+        expected = events * tally.ready
+        await until(lambda: sum(map(len, tally.latencies.values())) >= expected, 10)
+        window = time.perf_counter() - window_start
+        cpu = {
+            f"replica{i}": round(cpu_seconds(pid) - cpu_before[f"replica{i}"], 2)
+            for i, pid in enumerate(pids)
+        }
+        cpu["loadgen"] = round(cpu_seconds(os.getpid()) - cpu_before["loadgen"], 2)
+        # Everything else that ran on the machine meanwhile (Redis, the kernel's share, other
+        # people's processes): the number to check before trusting a latency.
+        cpu["machine"] = round(machine_busy() - machine_before, 2)
+        cpu["other"] = round(cpu["machine"] - sum(v for k, v in cpu.items() if k != "machine"), 2)
+
+        lost_during_run = tally.lost - lost_before
+        lat = sorted(x for xs in tally.latencies.values() for x in xs)
+        per_event = [
+            round(percentile(sorted(xs), 0.99) * 1000, 1) for _, xs in sorted(tally.latencies.items())
+        ]
+        deliveries = len(lat)
+        for sub in subscribers:
+            if sub.transport is not None:
+                sub.transport.close()
+        await asyncio.sleep(0.5)
+        per_stream = [max(1, tally.ready // len(pids))] * len(pids)
+        return Level(
+            subscribers=n,
+            ready=tally.ready,
+            refused=tally.refused,
+            events=events,
+            deliveries_expected=expected,
+            deliveries=deliveries,
+            missing=max(0, expected - deliveries),
+            resyncs=tally.resyncs,
+            lost_during_run=lost_during_run,
+            connect_s=round(connect_s, 2),
+            p50_ms=round(percentile(lat, 0.50) * 1000, 1),
+            p90_ms=round(percentile(lat, 0.90) * 1000, 1),
+            p99_ms=round(percentile(lat, 0.99) * 1000, 1),
+            max_ms=round((lat[-1] if lat else math.nan) * 1000, 1),
+            per_event_p99_ms=per_event,
+            gc_gen0_threshold=os.environ.get("SSE_GC_GEN0_THRESHOLD", "default (50000)"),
+            rss_idle_mb=[round(r / 2**20, 1) for r in rss_idle],
+            rss_loaded_mb=[round(r / 2**20, 1) for r in rss_loaded],
+            kb_per_connection=[
+                round((loaded - idle) / streams / 1024, 1)
+                for loaded, idle, streams in zip(rss_loaded, rss_idle, per_stream, strict=True)
+            ],
+            redis_connections_replicas=redis_loaded,
+            redis_connections_idle=redis_idle,
+            hub_connections=hubs,
+            cpu_s_during_publish=cpu,
+            publish_window_s=round(window, 2),
+        )
+    finally:
+        await redis.aclose()
+
+
+def _event(account_id: UUID, seq: int) -> dict[str, Any]:
+    # Shaped like a handoff_created card: ~600 bytes of JSON, as the console receives.
+    return {
+        "type": "handoff_created",
+        "account_id": str(account_id),
+        "handoff_id": "0190e3c4-0000-7000-8000-000000000000",
+        "session_id": "0190e3c4-0000-7000-8000-000000000001",
+        "title": "Escalation from Jane · #100231: Outlook is failing to sync email after the mailbox move",
+        "priority": "high",
+        "problem_summary": "Outlook is failing to sync email after the mailbox moved to Exchange Online; OWA works.",
+        "psa_ticket_id": "100231",
+        "created_by": {"id": "0190e3c4-0000-7000-8000-000000000002", "name": "Jane Doe"},
+        "intent": "escalate",
+        "bench_seq": seq,
+    }
+
+
+# -- setup ---------------------------------------------------------------------------------------
+
+
+async def seed(settings: Any) -> tuple[UUID, UUID]:
+    from sqlalchemy import select
+
+    from handoffs.accounts.service import seed_demo
+    from handoffs.db import create_engine, create_sessionmaker
+    from handoffs.models import User
+
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as db:
+            await seed_demo(db)
+            sam = await db.scalar(select(User).where(User.email == "sam@acme.test"))
+            assert sam is not None
+            return sam.id, sam.account_id
+    finally:
+        await engine.dispose()
+
+
+def mint_token(secret: str, user_id: UUID) -> str:
+    from litestar.security.jwt import Token
+
+    token = Token(sub=str(user_id), exp=datetime.now(UTC) + timedelta(hours=2))
+    return token.encode(secret=secret, algorithm="HS256")
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": cpu, "nproc": os.cpu_count(), "python": platform.python_version()}
+
+
+def markdown(levels: list[Level]) -> str:
+    rows = [
+        "| subscribers | ready | p50 ms | p99 ms | max ms | missing | resyncs | KB/conn (A, B) "
+        "| RSS idle→loaded MB (A, B) | Redis conns (replicas) | CPU s A/B/loadgen/other |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|",
+    ]
+    for lv in levels:
+        rss = ", ".join(f"{i}→{loaded}" for i, loaded in zip(lv.rss_idle_mb, lv.rss_loaded_mb, strict=True))
+        cpu = "/".join(str(v) for k, v in lv.cpu_s_during_publish.items() if k != "machine")
+        rows.append(
+            f"| {lv.subscribers:,} | {lv.ready:,} | {lv.p50_ms} | {lv.p99_ms} | {lv.max_ms} | {lv.missing} "
+            f"| {lv.resyncs} | {', '.join(str(k) for k in lv.kb_per_connection)} | {rss} "
+            f"| {lv.redis_connections_replicas} ({lv.hub_connections} hub) | {cpu} |"
+        )
+    return "\n".join(rows)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument(
+        "--levels", default=None, help="comma-separated subscriber counts (default 1000,5000,10000)"
+    )
+    p.add_argument("--quick", action="store_true", help="levels 200,1000 and fewer events")
+    p.add_argument("--events", type=int, default=None, help="events published per level (default 30)")
+    p.add_argument("--interval", type=float, default=0.5, help="seconds between events (default 0.5)")
+    p.add_argument("--replicas", type=int, default=2)
+    p.add_argument("--json", type=Path, help="write results here (default bench/out/fanout-<time>.json)")
+    p.add_argument("--no-json", action="store_true")
+    p.add_argument("--keep-data", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from handoffs.config import Settings
+    from handoffs.db import migrate
+    from handoffs.embedded import services
+
+    args = parse_args(argv)
+    levels = [int(x) for x in (args.levels or ("200,1000" if args.quick else "1000,5000,10000")).split(",")]
+    events = args.events or (10 if args.quick else 30)
+    fd_limit = raise_fd_limit()
+    if fd_limit < max(levels) + 200:
+        print(f"open-files limit is {fd_limit}: too low for {max(levels)} sockets", file=sys.stderr)
+        return 2
+    data_dir = Path(tempfile.mkdtemp(prefix="handoffs-fanout-"))
+    secret = secrets.token_urlsafe(48)
+    results: list[Level] = []
+    try:
+        with services(
+            data_dir, os.environ.get("DATABASE_URL") or None, os.environ.get("REDIS_URL") or None
+        ) as svc:
+            settings = Settings(
+                database_url=svc.database_url, redis_url=svc.redis_url, secret_key=secret, data_dir=data_dir
+            )
+            migrate(settings)
+            user_id, account_id = asyncio.run(seed(settings))
+            token = mint_token(secret, user_id)
+            env = {
+                **os.environ,
+                "DATABASE_URL": svc.database_url,
+                "REDIS_URL": svc.redis_url,
+                "SECRET_KEY": secret,
+                "HANDOFFS_DATA_DIR": str(data_dir),
+            }
+            print(
+                f"services: postgres {'embedded' if svc.postgres else 'external'}, "
+                f"redis {'embedded' if svc.redis else 'external'}; open-files limit {fd_limit}",
+                flush=True,
+            )
+            for n in levels:
+                with replicas(env, args.replicas, data_dir) as reps:
+                    print(
+                        f"N={n}: {args.replicas} fresh replicas, {events} events every {args.interval}s",
+                        flush=True,
+                    )
+                    level = _run_loop(
+                        run_level(n, reps, token, account_id, svc.redis_url, events, args.interval)
+                    )
+                    results.append(level)
+                    print(f"  {asdict(level)}", flush=True)
+    finally:
+        if not args.keep_data:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+    m = machine()
+    print(f"\n{m['cpu']}, nproc={m['nproc']}, Python {m['python']}\n")
+    print(markdown(results))
+    if not args.no_json:
+        out = args.json or ROOT / "bench" / "out" / f"fanout-{datetime.now():%Y%m%d-%H%M%S}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(
+            json.dumps(
+                {
+                    "levels": [asdict(lv) for lv in results],
+                    "machine": m,
+                    "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "command": " ".join([".venv/bin/python", "bench/fanout.py", *(argv or sys.argv[1:])]),
+                    "targets": {"p99_ms": TARGET_P99_MS, "kb_per_connection": TARGET_KB_PER_CONNECTION},
+                },
+                indent=2,
+            )
+        )
+        print(f"\nJSON: {out}")
+    return 0 if all(lv.missing == 0 and lv.ready == lv.subscribers for lv in results) else 1
+
+
+def _run_loop(coro: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
