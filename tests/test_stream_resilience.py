@@ -262,6 +262,8 @@ async def test_a_slow_client_does_not_delay_a_fast_one_and_gets_resync(
             assert len(set(keys)) == len(keys)
     finally:
         slow.close()
+    # Both gone: the subscription goes too.
+    await eventually(lambda: numsub(redis, sam.account_id), 0)
 
 
 # -- shutdown -----------------------------------------------------------------------------------------
@@ -287,3 +289,19 @@ async def test_a_stopping_replica_ends_its_streams_at_once_so_clients_can_reconn
     finally:
         if not stopped:
             replica.__exit__(None, None, None)
+
+
+async def test_a_client_that_vanishes_with_megabytes_unread_leaves_no_subscription_behind(
+    api: Api, stream_replicas: list[str], redis: Redis
+) -> None:
+    gus = api["gus"]
+    bus = EventBus(redis)
+    stuck = RawSseSocket(stream_replicas[1], gus.token)
+    try:
+        await stuck.read_until(b"event: ready")
+        assert await numsub(redis, gus.account_id) == 1
+        # Megabytes it never reads: the socket buffers fill and the server stops writing to it.
+        await publish_many(bus, gus.account_id, 300, pad="x" * 8192)
+    finally:
+        stuck.close()
+    await eventually(lambda: numsub(redis, gus.account_id), 0)
