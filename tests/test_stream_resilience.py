@@ -205,8 +205,9 @@ async def test_200_clients_on_one_replica_hold_a_constant_number_of_redis_connec
         # Only the shared pool may have grown, by the history reads running at once.
         assert len(with_200) <= with_one + HISTORY_CONCURRENCY, (with_one, with_200)
 
-        # The streams hold no database connection: the replica's pool (20) is smaller
-        # than the number of open streams, and a plain request is still served at once.
+        # The streams hold no database connection: the replica's pool (at most 30, see
+        # tests/replicas.py) is far smaller than the number of open streams, and a plain
+        # request is still served at once.
         started = time.monotonic()
         queue = await http.get(isolated.replica + "/api/v1/ai-sessions/queue", headers=sam.headers)
         assert queue.status_code == 200

@@ -21,9 +21,8 @@ from tests.replicas import run_replicas
 
 STREAM_PATH = "/api/v1/ai-sessions/escalations/stream"
 
-#: Live-stream replicas: short keepalive so tests see several within a second, and a
-#: database pool of 20 at most (streams hold none; PostgreSQL is shared with the other workers).
-STREAM_REPLICA_ENV = {"SSE_KEEPALIVE_SECONDS": "0.3", "SSE_RETRY_MS": "500", "DB_MAX_OVERFLOW": "0"}
+#: Live-stream replicas: short keepalive so tests see several within a second.
+STREAM_REPLICA_ENV = {"SSE_KEEPALIVE_SECONDS": "0.3", "SSE_RETRY_MS": "500"}
 
 
 @contextlib.contextmanager
