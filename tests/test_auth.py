@@ -92,7 +92,7 @@ async def test_health_and_readiness(api: Api) -> None:
     assert (await api.call(None, "GET", "/health")).status_code == 200
     ready = await api.call(None, "GET", "/health/ready")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ok", "postgres": "ok", "redis": "ok"}
+    assert ready.json() == {"status": "ok", "postgres": "ok", "redis": "ok", "live_stream": "ok"}
 
 
 async def test_openapi_schema_is_served(api: Api) -> None:

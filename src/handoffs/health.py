@@ -16,6 +16,7 @@ class Health(msgspec.Struct):
     status: str
     postgres: str | None = None
     redis: str | None = None
+    live_stream: str | None = None
 
 
 async def _check(probe: Any) -> str:
@@ -46,8 +47,11 @@ class HealthController(Controller):
                 await conn.execute(text("SELECT 1"))
 
         pg, rd = await asyncio.gather(_check(ping_db()), _check(state.redis.ping()))
+        # The replica's one subscription; while it reconnects, live clients wait.
+        hub = state.get("hub")
+        stream = "ok" if hub is None or hub.connected.is_set() else "reconnecting"
         ok = pg == "ok" and rd == "ok"
         return Response(
-            Health(status="ok" if ok else "unavailable", postgres=pg, redis=rd),
+            Health(status="ok" if ok else "unavailable", postgres=pg, redis=rd, live_stream=stream),
             status_code=200 if ok else 503,
         )
