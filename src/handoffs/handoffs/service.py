@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ScalarSelect, func, literal_column, select, update
+from sqlalchemy import ScalarSelect, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,6 +37,62 @@ from handoffs.sessions.service import visible_to
 SNAPSHOT_MESSAGES = 500
 
 
+def _open_handoff_id() -> ScalarSelect[UUID]:
+    return (
+        select(SessionHandoff.id)
+        .where(SessionHandoff.session_id == bindparam("session_id"), SessionHandoff.claimed_by.is_(None))
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _seniors_except_caller() -> ScalarSelect[list[UUID]]:
+    """Who an untargeted escalation notifies: the account's active engineers, admins and owners but the creator."""
+    return (
+        select(func.array_agg(User.id))
+        .where(
+            User.account_id == bindparam("account_id"),
+            User.is_active.is_(True),
+            User.role.in_([r.value for r in SENIOR_ROLES]),
+            User.id != bindparam("user_id"),
+        )
+        .scalar_subquery()
+    )
+
+
+def _transcript_json() -> ScalarSelect[list[dict[str, Any]]]:
+    """The latest ``SNAPSHOT_MESSAGES`` messages, oldest first, built as JSON by PostgreSQL."""
+    recent = (
+        select(SessionMessage.role, SessionMessage.content, SessionMessage.created_at, SessionMessage.id)
+        .where(SessionMessage.session_id == bindparam("session_id"))
+        .order_by(SessionMessage.created_at.desc(), SessionMessage.id.desc())
+        .limit(SNAPSHOT_MESSAGES)
+        .subquery()
+    )
+    message = func.json_build_object(
+        "role", recent.c.role, "content", recent.c.content, "created_at", recent.c.created_at
+    )
+    return select(
+        func.coalesce(
+            func.json_agg(aggregate_order_by(message, recent.c.created_at, recent.c.id)),
+            literal_column("'[]'::json"),
+        )
+    ).scalar_subquery()
+
+
+#: Built once: lock the caller's own session and read, in the same round
+#: trip, its open handoff, its transcript and whom an escalation notifies.
+_HAND_OFF_LOCK = (
+    select(AISession, _open_handoff_id(), _transcript_json(), _seniors_except_caller())
+    .where(
+        AISession.id == bindparam("session_id"),
+        AISession.account_id == bindparam("account_id"),
+        AISession.owner_id == bindparam("user_id"),
+    )
+    .with_for_update(of=AISession)
+)
+
+
 class HandoffService:
     def __init__(self, db: AsyncSession, relay: OutboxRelay | None = None) -> None:
         self.db = db
@@ -50,18 +106,8 @@ class HandoffService:
         # backstop) and read what the handoff needs alongside it.
         found = (
             await self.db.execute(
-                select(
-                    AISession,
-                    self._open_handoff_id(session_id),
-                    self._transcript_json(session_id),
-                    self._seniors_except(user),
-                )
-                .where(
-                    AISession.id == session_id,
-                    AISession.account_id == user.account_id,
-                    AISession.owner_id == user.id,
-                )
-                .with_for_update(of=AISession)
+                _HAND_OFF_LOCK,
+                {"session_id": session_id, "account_id": user.account_id, "user_id": user.id},
             )
         ).first()
         if found is None:
@@ -74,21 +120,34 @@ class HandoffService:
         target = await self._target(user, data.target_user_id)
 
         escalate = data.intent == HandoffIntent.escalate
-        handoff = SessionHandoff(
-            account_id=user.account_id,
-            session_id=session.id,
-            intent=data.intent,
-            engineer_notes=data.engineer_notes.strip(),
-            priority=data.priority,
-            target_user_id=target.id if target else None,
-            created_by=user.id,
-            session_snapshot=self._snapshot(session, transcript),
-            assessment_status=AssessmentStatus.pending if escalate else AssessmentStatus.not_requested,
+        # Plain INSERT … RETURNING and UPDATE statements: the unit-of-work
+        # flush cost more than the rest of the request's Python together.
+        handoff = await self.db.scalar(
+            insert(SessionHandoff)
+            .values(
+                account_id=user.account_id,
+                session_id=session.id,
+                intent=data.intent,
+                engineer_notes=data.engineer_notes.strip(),
+                priority=data.priority,
+                target_user_id=target.id if target else None,
+                created_by=user.id,
+                session_snapshot=self._snapshot(session, transcript),
+                assessment_status=AssessmentStatus.pending if escalate else AssessmentStatus.not_requested,
+            )
+            .returning(SessionHandoff)
         )
-        self.db.add(handoff)
-        session.status = SessionStatus.escalated if escalate else SessionStatus.parked
-        session.assignee_id = None
-        await self.db.flush()  # assigns handoff.id for the rows below
+        assert handoff is not None
+        await self.db.execute(
+            update(AISession)
+            .where(AISession.id == session.id)
+            .values(
+                status=SessionStatus.escalated if escalate else SessionStatus.parked,
+                assignee_id=None,
+                updated_at=datetime.now(UTC),
+            )
+            .execution_options(synchronize_session=False)
+        )
 
         title = escalation_title(user.first_name, session.psa_ticket_id, session.problem_summary)
         recipients: list[UUID] = []
@@ -155,49 +214,6 @@ class HandoffService:
         if target.id == user.id:
             raise BadRequest("target_user_id cannot be yourself")
         return target
-
-    @staticmethod
-    def _open_handoff_id(session_id: UUID) -> ScalarSelect[UUID]:
-        return (
-            select(SessionHandoff.id)
-            .where(SessionHandoff.session_id == session_id, SessionHandoff.claimed_by.is_(None))
-            .limit(1)
-            .scalar_subquery()
-        )
-
-    @staticmethod
-    def _seniors_except(user: User) -> ScalarSelect[list[UUID]]:
-        """Who an untargeted escalation notifies: the account's active engineers, admins and owners but the creator."""
-        return (
-            select(func.array_agg(User.id))
-            .where(
-                User.account_id == user.account_id,
-                User.is_active.is_(True),
-                User.role.in_([r.value for r in SENIOR_ROLES]),
-                User.id != user.id,
-            )
-            .scalar_subquery()
-        )
-
-    @staticmethod
-    def _transcript_json(session_id: UUID) -> ScalarSelect[list[dict[str, Any]]]:
-        """The latest ``SNAPSHOT_MESSAGES`` messages, oldest first, built as JSON by PostgreSQL."""
-        recent = (
-            select(SessionMessage.role, SessionMessage.content, SessionMessage.created_at, SessionMessage.id)
-            .where(SessionMessage.session_id == session_id)
-            .order_by(SessionMessage.created_at.desc(), SessionMessage.id.desc())
-            .limit(SNAPSHOT_MESSAGES)
-            .subquery()
-        )
-        message = func.json_build_object(
-            "role", recent.c.role, "content", recent.c.content, "created_at", recent.c.created_at
-        )
-        return select(
-            func.coalesce(
-                func.json_agg(aggregate_order_by(message, recent.c.created_at, recent.c.id)),
-                literal_column("'[]'::json"),
-            )
-        ).scalar_subquery()
 
     @staticmethod
     def _snapshot(session: AISession, transcript: list[dict[str, Any]] | None) -> dict[str, Any]:
