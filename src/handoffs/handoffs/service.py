@@ -122,7 +122,7 @@ class HandoffService:
         escalate = data.intent == HandoffIntent.escalate
         # Plain INSERT … RETURNING and UPDATE statements: the unit-of-work
         # flush cost more than the rest of the request's Python together.
-        handoff = await self.db.scalar(
+        handoff = await self._insert_handoff(
             insert(SessionHandoff)
             .values(
                 account_id=user.account_id,
@@ -137,7 +137,6 @@ class HandoffService:
             )
             .returning(SessionHandoff)
         )
-        assert handoff is not None
         await self.db.execute(
             update(AISession)
             .where(AISession.id == session.id)
@@ -194,7 +193,20 @@ class HandoffService:
         try:
             await self.outbox.commit()
         except IntegrityError as exc:
+            if "uq_handoffs_one_open_per_session" not in str(exc.orig):
+                raise
             raise Conflict("This session already has an open handoff.") from exc
+        return handoff
+
+    async def _insert_handoff(self, statement: Any) -> SessionHandoff:
+        try:
+            handoff: SessionHandoff | None = await self.db.scalar(statement)
+        except IntegrityError as exc:
+            if "uq_handoffs_one_open_per_session" not in str(exc.orig):
+                raise
+            raise Conflict("This session already has an open handoff.") from exc
+        if handoff is None:  # pragma: no cover - INSERT … RETURNING always returns the row
+            raise RuntimeError("the handoff insert returned nothing")
         return handoff
 
     async def _target(self, user: User, target_user_id: UUID | None) -> User | None:
