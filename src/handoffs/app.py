@@ -70,8 +70,12 @@ def create_app(
         # One Redis pool per process serves jobs (arq), events and health.
         redis = await create_arq_pool(settings)
         bus = EventBus(redis)
+        # The relay's own small pool, without pre-ping: one flusher runs at a
+        # time, and a batch that meets a dropped connection stays pending for
+        # the sweep, which is cheaper than three round trips per batch.
+        relay_engine = create_engine(settings, pre_ping=False, pool_size=2, max_overflow=2)
         relay = OutboxRelay(
-            create_sessionmaker(engine), bus, ArqJobQueue(redis), fast_path=settings.outbox_fast_path
+            create_sessionmaker(relay_engine), bus, ArqJobQueue(redis), fast_path=settings.outbox_fast_path
         )
         app.state.update(redis=redis, engine=engine, bus=bus, relay=relay)
         # The replica's one Redis subscription for every live-stream client.
@@ -90,6 +94,7 @@ def create_app(
             await hub.stop()
             await relay.drain()
             await redis.aclose()
+            await relay_engine.dispose()
             await engine.dispose()
 
     return Litestar(

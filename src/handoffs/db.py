@@ -14,7 +14,9 @@ from handoffs.config import Settings
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
-def create_engine(settings: Settings, *, pre_ping: bool = True) -> AsyncEngine:
+def create_engine(
+    settings: Settings, *, pre_ping: bool = True, pool_size: int | None = None, max_overflow: int | None = None
+) -> AsyncEngine:
     """The process's engine.
 
     ``pre_ping`` checks each connection on checkout (three round trips with
@@ -24,8 +26,8 @@ def create_engine(settings: Settings, *, pre_ping: bool = True) -> AsyncEngine:
     """
     return create_async_engine(
         settings.sqlalchemy_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
+        pool_size=settings.db_pool_size if pool_size is None else pool_size,
+        max_overflow=settings.db_max_overflow if max_overflow is None else max_overflow,
         pool_pre_ping=pre_ping,
         pool_recycle=1800,
     )
