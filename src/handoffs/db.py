@@ -15,7 +15,11 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def create_engine(
-    settings: Settings, *, pre_ping: bool = True, pool_size: int | None = None, max_overflow: int | None = None
+    settings: Settings,
+    *,
+    pre_ping: bool = True,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
 ) -> AsyncEngine:
     """The process's engine.
 

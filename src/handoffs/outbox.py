@@ -37,11 +37,18 @@ class OutboxWriter:
         self.db = db
         self.relay = relay
         self._rows: list[dict[str, Any]] = []
+        self._written: list[UUID] = []
 
     def add(self, account_id: UUID, topic: str, payload: dict[str, Any]) -> UUID:
         row_id = uuid7()
         self._rows.append({"id": row_id, "account_id": account_id, "topic": topic, "payload": payload})
         return row_id
+
+    def take_rows(self) -> list[dict[str, Any]]:
+        """The rows added so far, for a caller that writes them itself; they are dispatched on commit."""
+        rows, self._rows = self._rows, []
+        self._written.extend(row["id"] for row in rows)
+        return rows
 
     async def commit(self) -> None:
         """Insert the rows (one bulk INSERT), commit the transaction, dispatch without waiting for the sweep.
@@ -49,6 +56,7 @@ class OutboxWriter:
         A failed commit forgets the rows with the transaction and re-raises.
         """
         rows, self._rows = self._rows, []
+        written, self._written = self._written, []
         try:
             if rows:
                 await self.db.execute(insert(OutboxMessage), rows)
@@ -57,4 +65,4 @@ class OutboxWriter:
             await self.db.rollback()
             raise
         if self.relay is not None:
-            self.relay.dispatch_soon(row["id"] for row in rows)
+            self.relay.dispatch_soon([*written, *(row["id"] for row in rows)])

@@ -11,21 +11,24 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ScalarSelect, bindparam, func, insert, literal_column, select, update
+from sqlalchemy import ScalarSelect, bindparam, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from uuid_utils.compat import uuid7
 
 from handoffs.enums import (
     SENIOR_ROLES,
     AssessmentStatus,
     HandoffIntent,
     NotificationKind,
+    PsaSyncStatus,
     Role,
     SessionStatus,
 )
 from handoffs.errors import BadRequest, Conflict, Forbidden, NotFound
 from handoffs.handoffs.schemas import HandoffCreate, Person, QueueItem
+from handoffs.handoffs.writes import write_hand_off
 from handoffs.models import AISession, SessionHandoff, SessionMessage, User
 from handoffs.notifications.service import NotificationService
 from handoffs.notifications.titles import escalation_title, snippet
@@ -120,47 +123,28 @@ class HandoffService:
         target = await self._target(user, data.target_user_id)
 
         escalate = data.intent == HandoffIntent.escalate
-        # Plain INSERT … RETURNING and UPDATE statements: the unit-of-work
-        # flush cost more than the rest of the request's Python together.
-        handoff = await self._insert_handoff(
-            insert(SessionHandoff)
-            .values(
-                account_id=user.account_id,
-                session_id=session.id,
-                intent=data.intent,
-                engineer_notes=data.engineer_notes.strip(),
-                priority=data.priority,
-                target_user_id=target.id if target else None,
-                created_by=user.id,
-                session_snapshot=self._snapshot(session, transcript),
-                assessment_status=AssessmentStatus.pending if escalate else AssessmentStatus.not_requested,
-            )
-            .returning(SessionHandoff)
+        now = datetime.now(UTC)
+        handoff = SessionHandoff(
+            id=uuid7(),
+            account_id=user.account_id,
+            session_id=session.id,
+            intent=data.intent,
+            engineer_notes=data.engineer_notes.strip(),
+            priority=data.priority,
+            target_user_id=target.id if target else None,
+            created_by=user.id,
+            session_snapshot=self._snapshot(session, transcript),
+            assessment_status=AssessmentStatus.pending if escalate else AssessmentStatus.not_requested,
+            ai_input_tokens=0,
+            ai_output_tokens=0,
+            ai_cache_read_tokens=0,
+            psa_sync_status=PsaSyncStatus.not_applicable,
+            created_at=now,
+            updated_at=now,
         )
-        await self.db.execute(
-            update(AISession)
-            .where(AISession.id == session.id)
-            .values(
-                status=SessionStatus.escalated if escalate else SessionStatus.parked,
-                assignee_id=None,
-                updated_at=datetime.now(UTC),
-            )
-            .execution_options(synchronize_session=False)
-        )
-
         title = escalation_title(user.first_name, session.psa_ticket_id, session.problem_summary)
-        recipients: list[UUID] = []
+        recipients: list[UUID] = ([target.id] if target else list(seniors or [])) if escalate else []
         if escalate:
-            recipients = [target.id] if target else list(seniors or [])
-            await self.notifications.add_for(
-                recipients,
-                account_id=user.account_id,
-                kind=NotificationKind.escalation,
-                title=title,
-                body=snippet(handoff.engineer_notes, 280),
-                handoff_id=handoff.id,
-                session_id=session.id,
-            )
             ids = {"handoff_id": str(handoff.id), "session_id": str(session.id)}
             self.outbox.add(user.account_id, Topic.enrich_escalation, ids)
             if recipients:
@@ -191,22 +175,35 @@ class HandoffService:
             ),
         )
         try:
+            await write_hand_off(
+                self.db,
+                handoff={
+                    "id": handoff.id,
+                    "account_id": handoff.account_id,
+                    "session_id": handoff.session_id,
+                    "intent": handoff.intent.value,
+                    "engineer_notes": handoff.engineer_notes,
+                    "priority": handoff.priority.value,
+                    "target_user_id": handoff.target_user_id,
+                    "created_by": handoff.created_by,
+                    "session_snapshot": handoff.session_snapshot,
+                    "assessment_status": handoff.assessment_status.value,
+                },
+                session_status=(SessionStatus.escalated if escalate else SessionStatus.parked).value,
+                now=now,
+                notification_ids=[uuid7() for _ in recipients],
+                recipient_ids=recipients,
+                notification_kind=NotificationKind.escalation.value,
+                title=title,
+                body=snippet(handoff.engineer_notes, 280),
+                outbox_rows=self.outbox.take_rows(),
+            )
             await self.outbox.commit()
         except IntegrityError as exc:
+            await self.db.rollback()
             if "uq_handoffs_one_open_per_session" not in str(exc.orig):
                 raise
             raise Conflict("This session already has an open handoff.") from exc
-        return handoff
-
-    async def _insert_handoff(self, statement: Any) -> SessionHandoff:
-        try:
-            handoff: SessionHandoff | None = await self.db.scalar(statement)
-        except IntegrityError as exc:
-            if "uq_handoffs_one_open_per_session" not in str(exc.orig):
-                raise
-            raise Conflict("This session already has an open handoff.") from exc
-        if handoff is None:  # pragma: no cover - INSERT … RETURNING always returns the row
-            raise RuntimeError("the handoff insert returned nothing")
         return handoff
 
     async def _target(self, user: User, target_user_id: UUID | None) -> User | None:

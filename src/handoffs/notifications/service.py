@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from uuid import UUID
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handoffs.enums import NotificationKind
 from handoffs.errors import NotFound
 from handoffs.models import Notification, User
 
@@ -16,34 +15,6 @@ from handoffs.models import Notification, User
 class NotificationService:
     def __init__(self, db: AsyncSession) -> None:
         self.db = db
-
-    async def add_for(
-        self,
-        recipients: Iterable[UUID],
-        *,
-        account_id: UUID,
-        kind: NotificationKind,
-        title: str,
-        body: str,
-        handoff_id: UUID | None,
-        session_id: UUID | None,
-    ) -> int:
-        """Insert one notification per recipient in the current transaction (one bulk INSERT)."""
-        rows = [
-            {
-                "account_id": account_id,
-                "recipient_id": recipient,
-                "kind": kind,
-                "title": title,
-                "body": body,
-                "handoff_id": handoff_id,
-                "session_id": session_id,
-            }
-            for recipient in recipients
-        ]
-        if rows:
-            await self.db.execute(insert(Notification), rows)
-        return len(rows)
 
     async def list_for(
         self, user: User, *, unread_only: bool = False, limit: int = 100
