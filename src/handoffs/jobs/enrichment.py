@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import anthropic
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
+from uuid_utils.compat import uuid7
 
 from handoffs.ai import AssessmentInput, AssessmentResult, InvalidModelOutput
 from handoffs.enums import AssessmentStatus
 from handoffs.jobs.context import JobContext
-from handoffs.jobs.runner import PermanentError, Recorded, TransientError, mark_done, run_outbox_job
-from handoffs.models import AISession, OutboxMessage, SessionHandoff, User
+from handoffs.jobs.runner import PermanentError, Recorded, TransientError, run_outbox_job
+from handoffs.models import OutboxMessage, SessionHandoff, User
 from handoffs.outbox import OutboxWriter, Topic
 
 log = logging.getLogger(__name__)
@@ -65,49 +67,71 @@ async def _enrich(jc: JobContext, row: OutboxMessage, attempt: int) -> str:
     return await _store(jc, row, attempt, handoff_id, result)
 
 
+#: Storing an assessment is one fixed-shape statement: the result on the
+#: handoff (only while still pending, so two racing runs store one), the
+#: package on the session, the ``handoff_assessment_ready`` event in the
+#: outbox, and this job's outbox row marked done, all in one round trip.
+_STORE = text(
+    """
+WITH stored AS (
+    UPDATE session_handoffs
+    SET ai_assessment = CAST(:assessment AS jsonb), assessment_status = 'ready', assessment_error = NULL,
+        ai_model = :model, ai_input_tokens = ai_input_tokens + :input_tokens,
+        ai_output_tokens = ai_output_tokens + :output_tokens,
+        ai_cache_read_tokens = ai_cache_read_tokens + :cache_read_tokens, updated_at = :now
+    WHERE id = :handoff_id AND assessment_status = 'pending'
+    RETURNING session_id
+), packaged AS (
+    UPDATE ai_sessions SET escalation_package = CAST(:package AS jsonb), updated_at = :now
+    WHERE id IN (SELECT session_id FROM stored)
+), announced AS (
+    INSERT INTO outbox (id, account_id, topic, payload, status, attempts, created_at, updated_at)
+    SELECT :event_id, :account_id, 'event', CAST(:event AS jsonb), 'pending', 0, :now, :now FROM stored
+), finished AS (
+    UPDATE outbox SET status = 'done', attempts = :attempt, completed_at = :now, updated_at = :now
+    WHERE id = :outbox_id
+)
+SELECT count(*) FROM stored
+"""
+)
+
+
 async def _store(
     jc: JobContext, row: OutboxMessage, attempt: int, handoff_id: UUID, result: AssessmentResult
 ) -> str:
+    now = datetime.now(UTC)
+    event_id = uuid7()
+    assessment = result.assessment_json()
+    event = {
+        "type": "handoff_assessment_ready",
+        "handoff_id": str(handoff_id),
+        "session_id": str(row.payload["session_id"]),
+        "account_id": str(row.account_id),
+        "assessment": assessment,
+    }
     async with jc.sessionmaker() as db:
-        outbox = OutboxWriter(db, jc.relay)
         stored = await db.scalar(
-            update(SessionHandoff)
-            .where(
-                SessionHandoff.id == handoff_id, SessionHandoff.assessment_status == AssessmentStatus.pending
-            )
-            .values(
-                ai_assessment=result.assessment_json(),
-                assessment_status=AssessmentStatus.ready,
-                assessment_error=None,
-                ai_model=result.model,
-                ai_input_tokens=SessionHandoff.ai_input_tokens + result.input_tokens,
-                ai_output_tokens=SessionHandoff.ai_output_tokens + result.output_tokens,
-                ai_cache_read_tokens=SessionHandoff.ai_cache_read_tokens + result.cache_read_tokens,
-                updated_at=datetime.now(UTC),
-            )
-            .returning(SessionHandoff.session_id)
-        )
-        if stored is None:
-            return "another run stored the assessment first"
-        await db.execute(
-            update(AISession)
-            .where(AISession.id == stored)
-            .values(escalation_package=result.package_json(), updated_at=datetime.now(UTC))
-        )
-        outbox.add(
-            row.account_id,
-            Topic.event,
+            _STORE,
             {
-                "type": "handoff_assessment_ready",
-                "handoff_id": str(handoff_id),
-                "session_id": str(stored),
-                "account_id": str(row.account_id),
-                "assessment": result.assessment_json(),
+                "handoff_id": handoff_id,
+                "assessment": json.dumps(assessment),
+                "model": result.model,
+                "input_tokens": result.input_tokens,
+                "output_tokens": result.output_tokens,
+                "cache_read_tokens": result.cache_read_tokens,
+                "package": json.dumps(result.package_json()),
+                "event_id": event_id,
+                "account_id": row.account_id,
+                "event": json.dumps(event),
+                "outbox_id": row.id,
+                "attempt": attempt,
+                "now": now,
             },
         )
-        # The outbox row is done in the same transaction as the result it stands for.
-        await db.execute(mark_done(row, attempt))
-        await outbox.commit()
+        await db.commit()
+    if not stored:
+        return Recorded("another run stored the assessment first")
+    jc.relay.dispatch_soon([event_id])
     log.info(
         "assessment ready for handoff %s (%s, %d in / %d out tokens)",
         handoff_id, result.source, result.input_tokens, result.output_tokens,
