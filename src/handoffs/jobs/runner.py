@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from arq import Retry
-from sqlalchemy import Update, update
+from sqlalchemy import update
 
 from handoffs.enums import OutboxStatus
 from handoffs.jobs.context import JobContext, job_context
@@ -52,16 +52,6 @@ class Recorded(str):
     """An outcome whose job already marked its outbox row done, in its own last transaction."""
 
     __slots__ = ()
-
-
-def mark_done(row: OutboxMessage, attempt: int) -> Update:
-    """The statement that records the row as done: for a job to run inside its final transaction."""
-    now = datetime.now(UTC)
-    return (
-        update(OutboxMessage)
-        .where(OutboxMessage.id == row.id)
-        .values(status=OutboxStatus.done, attempts=attempt, completed_at=now, updated_at=now)
-    )
 
 
 JobBody = Callable[[JobContext, OutboxMessage, int], Awaitable[str]]
