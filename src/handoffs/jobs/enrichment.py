@@ -10,6 +10,8 @@ from uuid import UUID
 
 import anthropic
 from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from handoffs.ai import AssessmentInput, AssessmentResult, InvalidModelOutput
@@ -26,29 +28,30 @@ INVALID_OUTPUT_ATTEMPTS = 2
 
 
 async def enrich_escalation(ctx: dict[str, Any], outbox_id: str) -> str:
-    return await run_outbox_job(ctx, outbox_id, _enrich, _give_up)
+    return await run_outbox_job(ctx, outbox_id, _enrich, _give_up, load=_load)
 
 
-async def _load_input(jc: JobContext, handoff_id: UUID) -> AssessmentInput | None:
-    async with jc.sessionmaker() as db:
-        row = (
-            await db.execute(
-                select(SessionHandoff, User.name)
-                .join(User, User.id == SessionHandoff.created_by)
-                .where(SessionHandoff.id == handoff_id)
-            )
-        ).first()
-        if row is None:
-            return None
-        handoff, creator_name = row
-        if handoff.assessment_status != AssessmentStatus.pending:
-            return None  # already stored (or given up): never call the model twice
-        return AssessmentInput.from_snapshot(handoff.session_snapshot, handoff.engineer_notes, creator_name)
+async def _load(db: AsyncSession, outbox_id: UUID) -> tuple[OutboxMessage | None, AssessmentInput | None]:
+    """The outbox row and the model's input in one read; no input once the assessment is stored or given up."""
+    handoff_id = OutboxMessage.payload["handoff_id"].astext.cast(PG_UUID(as_uuid=True))
+    found = (
+        await db.execute(
+            select(OutboxMessage, SessionHandoff, User.name)
+            .outerjoin(SessionHandoff, SessionHandoff.id == handoff_id)
+            .outerjoin(User, User.id == SessionHandoff.created_by)
+            .where(OutboxMessage.id == outbox_id)
+        )
+    ).first()
+    if found is None:
+        return None, None
+    row, handoff, creator_name = found
+    if handoff is None or handoff.assessment_status != AssessmentStatus.pending:
+        return row, None  # gone, or already stored (or given up): never call the model twice
+    return row, AssessmentInput.from_snapshot(handoff.session_snapshot, handoff.engineer_notes, creator_name)
 
 
-async def _enrich(jc: JobContext, row: OutboxMessage, attempt: int) -> str:
+async def _enrich(jc: JobContext, row: OutboxMessage, attempt: int, data: AssessmentInput | None) -> str:
     handoff_id = UUID(row.payload["handoff_id"])
-    data = await _load_input(jc, handoff_id)
     if data is None:
         return "nothing to do: assessment already stored or handoff gone"
     # No database connection is held while the model thinks.

@@ -32,7 +32,7 @@ def note_for(handoff: SessionHandoff, creator_name: str) -> str:
     )
 
 
-async def _push(jc: JobContext, row: OutboxMessage, attempt: int) -> str:
+async def _push(jc: JobContext, row: OutboxMessage, attempt: int, _: object) -> str:
     handoff_id = UUID(row.payload["handoff_id"])
     async with jc.sessionmaker() as db:
         found = (

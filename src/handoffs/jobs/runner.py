@@ -17,6 +17,7 @@ from uuid import UUID
 
 from arq import Retry
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.enums import OutboxStatus
 from handoffs.jobs.context import JobContext, job_context
@@ -54,16 +55,27 @@ class Recorded(str):
     __slots__ = ()
 
 
-JobBody = Callable[[JobContext, OutboxMessage, int], Awaitable[str]]
+JobBody = Callable[[JobContext, OutboxMessage, int, Any], Awaitable[str]]
 GiveUp = Callable[[JobContext, OutboxMessage, str], Awaitable[None]]
+Loader = Callable[[AsyncSession, UUID], Awaitable[tuple[OutboxMessage | None, Any]]]
 
 
-async def run_outbox_job(ctx: dict[str, Any], outbox_id: str, body: JobBody, give_up: GiveUp) -> str:
-    """Run ``body`` for the outbox row; record done/failed; raise ``Retry`` for transient errors."""
+async def load_row(db: AsyncSession, outbox_id: UUID) -> tuple[OutboxMessage | None, Any]:
+    return await db.get(OutboxMessage, outbox_id), None
+
+
+async def run_outbox_job(
+    ctx: dict[str, Any], outbox_id: str, body: JobBody, give_up: GiveUp, load: Loader = load_row
+) -> str:
+    """Run ``body`` for the outbox row; record done/failed; raise ``Retry`` for transient errors.
+
+    ``load`` reads the row, and whatever else the job needs, in one round
+    trip; the body receives that extra as its last argument.
+    """
     jc = job_context(ctx)
     attempt = int(ctx.get("job_try", 1))
     async with jc.sessionmaker() as db:
-        row = await db.get(OutboxMessage, UUID(outbox_id))
+        row, extra = await load(db, UUID(outbox_id))
         if row is None:
             return "outbox row is gone"
         if row.status in (OutboxStatus.done, OutboxStatus.failed):
@@ -71,7 +83,7 @@ async def run_outbox_job(ctx: dict[str, Any], outbox_id: str, body: JobBody, giv
         db.expunge(row)
     try:
         try:
-            outcome = await body(jc, row, attempt)
+            outcome = await body(jc, row, attempt, extra)
         except (TransientError, PermanentError):
             raise
         except Exception as exc:
