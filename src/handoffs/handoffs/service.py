@@ -30,7 +30,6 @@ from handoffs.errors import BadRequest, Conflict, Forbidden, NotFound
 from handoffs.handoffs.schemas import HandoffCreate, Person, QueueItem
 from handoffs.handoffs.writes import write_hand_off
 from handoffs.models import AISession, SessionHandoff, SessionMessage, User
-from handoffs.notifications.service import NotificationService
 from handoffs.notifications.titles import escalation_title, snippet
 from handoffs.outbox import OutboxWriter, Topic
 from handoffs.relay import OutboxRelay
@@ -99,7 +98,6 @@ _HAND_OFF_LOCK = (
 class HandoffService:
     def __init__(self, db: AsyncSession, relay: OutboxRelay | None = None) -> None:
         self.db = db
-        self.notifications = NotificationService(db)
         self.outbox = OutboxWriter(db, relay)
 
     async def hand_off(self, user: User, session_id: UUID, data: HandoffCreate) -> SessionHandoff:
@@ -177,18 +175,7 @@ class HandoffService:
         try:
             await write_hand_off(
                 self.db,
-                handoff={
-                    "id": handoff.id,
-                    "account_id": handoff.account_id,
-                    "session_id": handoff.session_id,
-                    "intent": handoff.intent.value,
-                    "engineer_notes": handoff.engineer_notes,
-                    "priority": handoff.priority.value,
-                    "target_user_id": handoff.target_user_id,
-                    "created_by": handoff.created_by,
-                    "session_snapshot": handoff.session_snapshot,
-                    "assessment_status": handoff.assessment_status.value,
-                },
+                handoff,
                 session_status=(SessionStatus.escalated if escalate else SessionStatus.parked).value,
                 now=now,
                 notification_ids=[uuid7() for _ in recipients],

@@ -18,6 +18,8 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handoffs.models import SessionHandoff
+
 HAND_OFF_WRITE = text(
     """
 WITH moved AS (
@@ -47,8 +49,8 @@ VALUES
 
 async def write_hand_off(
     db: AsyncSession,
+    handoff: SessionHandoff,
     *,
-    handoff: dict[str, Any],
     session_status: str,
     now: datetime,
     notification_ids: list[UUID],
@@ -61,16 +63,16 @@ async def write_hand_off(
     await db.execute(
         HAND_OFF_WRITE,
         {
-            "handoff_id": handoff["id"],
-            "account_id": handoff["account_id"],
-            "session_id": handoff["session_id"],
-            "intent": handoff["intent"],
-            "notes": handoff["engineer_notes"],
-            "priority": handoff["priority"],
-            "target_user_id": handoff["target_user_id"],
-            "created_by": handoff["created_by"],
-            "snapshot": json.dumps(handoff["session_snapshot"]),
-            "assessment_status": handoff["assessment_status"],
+            "handoff_id": handoff.id,
+            "account_id": handoff.account_id,
+            "session_id": handoff.session_id,
+            "intent": handoff.intent.value,
+            "notes": handoff.engineer_notes,
+            "priority": handoff.priority.value,
+            "target_user_id": handoff.target_user_id,
+            "created_by": handoff.created_by,
+            "snapshot": json.dumps(handoff.session_snapshot),
+            "assessment_status": handoff.assessment_status.value,
             "session_status": session_status,
             "now": now,
             "notification_ids": notification_ids,
