@@ -140,6 +140,18 @@ class FakeAssessor:
         }
 
 
+def batching_stats(ctx: dict[str, Any]) -> dict[str, Any]:
+    """How many batches the worker's coalescers and relay ran, for how many items: the group-commit factor."""
+    from handoffs.jobs.context import CTX_KEY
+
+    jc = ctx.get(CTX_KEY)
+    if jc is None:
+        return {}
+    stats = {c.name: {"batches": c.batches, "items": c.items} for c in jc._coalescers.values()}
+    stats["relay"] = {"batches": jc.relay.batches, "items": jc.relay.dispatched}
+    return stats
+
+
 async def bench_noop(ctx: dict[str, Any], i: int) -> int:
     """The baseline job: arq's own cost (dequeue, run, store the result) and nothing else."""
     return i
@@ -158,20 +170,19 @@ def bench_worker_options(settings: Any, assessor: FakeAssessor) -> dict[str, Any
 
 def worker_child(latency: float, stats_path: Path, quiet: bool) -> int:
     """The worker process: what `handoffs worker` runs, with the fake assessor and the no-op job."""
-    from arq import Worker
-
     from handoffs.config import Settings
+    from handoffs.jobs.worker import run_worker
 
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format=LOG_FORMAT)
     assessor = FakeAssessor(latency)
-    worker = Worker(**bench_worker_options(Settings.from_env(), assessor))
-    worker.run()  # until SIGTERM
+    worker = run_worker(bench_worker_options(Settings.from_env(), assessor))  # until SIGTERM
     stats_path.write_text(
         json.dumps(
             {
                 "jobs_complete": worker.jobs_complete,
                 "jobs_failed": worker.jobs_failed,
                 "jobs_retried": worker.jobs_retried,
+                "batching": batching_stats(worker.ctx),
                 "assessor": assessor.stats(),
             }
         )
@@ -283,6 +294,7 @@ class InProcessWorker:
             "jobs_complete": self.worker.jobs_complete,
             "jobs_failed": self.worker.jobs_failed,
             "jobs_retried": self.worker.jobs_retried,
+            "batching": batching_stats(self.worker.ctx),
             "assessor": self.assessor.stats(),
         }
 
@@ -1025,6 +1037,7 @@ def markdown(result: dict[str, Any], s: dict[str, Any], target_rate: float, slow
         f"| {f(n.get('max_conns_while_all_asleep'), 'd')} ({f(n.get('max_busy_conns_while_all_asleep'), 'd')}, "
         f"{f(n.get('max_idle_in_tx_while_all_asleep'), 'd')}) | busy 0 | |",
         f"| failures (all phases, warm-up included) | {s['failures']} | 0 | |",
+        f"| jobs per batched statement, throughput worker (whole run) | {_per_batch(result)} | | |",
         f"| at the end: outbox rows by status / handoffs by assessment | "
         f"{_counts(result['final_state']['outbox_by_status'])} / "
         f"{_counts(result['final_state']['handoffs_by_assessment_status'])} | all done / ready "
@@ -1037,6 +1050,16 @@ def markdown(result: dict[str, Any], s: dict[str, Any], target_rate: float, slow
             "jobs/s are noisy, worker CPU ms/job much less so.",
         ]
     return "\n".join(lines)
+
+
+def _per_batch(result: dict[str, Any]) -> str:
+    batching = result.get("throughput_worker", {}).get("batching", {})
+    parts = [
+        f"{name.lstrip('_')} {b['items'] / b['batches']:.1f}"
+        for name, b in sorted(batching.items())
+        if b.get("batches")
+    ]
+    return ", ".join(parts) or "-"
 
 
 def machine() -> dict[str, Any]:

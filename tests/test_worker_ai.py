@@ -15,7 +15,7 @@ from handoffs.events import EventBus
 from handoffs.models import OutboxMessage, SessionHandoff
 from tests.conftest import Api, settle
 from tests.fake_anthropic import MODEL, VALID_OUTPUT, FakeMessagesAPI, message, overloaded
-from tests.workers import fast_settings, run_jobs
+from tests.workers import fast_settings, job_context, run_jobs
 
 pytestmark = pytest.mark.usefixtures("clean_redis")
 
@@ -233,3 +233,84 @@ async def test_an_unexpected_error_is_retried_not_dropped(
     outbox = await db.scalar(select(OutboxMessage).where(OutboxMessage.topic == "enrich_escalation"))
     assert outbox is not None
     assert (outbox.status, outbox.attempts) == (OutboxStatus.done, 2)
+
+
+async def test_concurrent_jobs_share_their_reads_and_writes(
+    api: Api, db: AsyncSession, settings: Settings, redis: Any
+) -> None:
+    import asyncio
+
+    from handoffs.ai import AssessmentInput, AssessmentResult, OfflineAssessor
+    from handoffs.jobs.context import job_context as context_of
+    from handoffs.jobs.enrichment import _load, _store
+
+    class Thinking:
+        async def assess(self, data: AssessmentInput) -> AssessmentResult:
+            await asyncio.sleep(0.05)
+            return await OfflineAssessor().assess(data)
+
+    handoffs = [(await _escalate(api))[1] for _ in range(8)]
+    worker = await run_jobs(
+        fast_settings(settings, worker_batch_wait_ms=200), extra_ctx={"assessor": Thinking()}
+    )
+
+    for handoff in handoffs:
+        assert (await _handoff(db, handoff["id"])).assessment_status == "ready"
+    account_id = handoffs[0]["account_id"]
+    ready = [
+        e["handoff_id"] for e in await _events(redis, account_id) if e["type"] == "handoff_assessment_ready"
+    ]
+    assert sorted(ready) == sorted(h["id"] for h in handoffs)  # one event each
+    jc = context_of(worker.ctx)
+    loads, stores = jc.coalesced(_load), jc.coalesced(_store)
+    assert (loads.items, stores.items) == (8, 8)
+    # Shared statements, not one per job:
+    assert loads.batches < 8
+    assert stores.batches < 8
+
+
+async def test_two_results_for_one_handoff_in_one_batch_store_one(
+    api: Api, db: AsyncSession, settings: Settings, redis: Any
+) -> None:
+    import json
+    from uuid import UUID
+
+    from uuid_utils.compat import uuid7
+
+    from handoffs.jobs.enrichment import _store, _Stored
+
+    session, handoff = await _escalate(api)
+    outbox = await db.scalar(select(OutboxMessage).where(OutboxMessage.topic == "enrich_escalation"))
+    assert outbox is not None
+
+    def result(summary: str, attempt: int) -> _Stored:
+        return _Stored(
+            handoff_id=UUID(handoff["id"]),
+            assessment=json.dumps({"likely_cause": summary}),
+            model="m",
+            input_tokens=10,
+            output_tokens=5,
+            cache_read_tokens=0,
+            package=json.dumps({"summary": summary}),
+            event_id=uuid7(),
+            account_id=outbox.account_id,
+            event=json.dumps({"type": "handoff_assessment_ready", "handoff_id": handoff["id"]}),
+            outbox_id=outbox.id,
+            attempt=attempt,
+        )
+
+    async with job_context(settings, redis) as jc:
+        stored = await _store(jc, [result("first", 1), result("second", 2)])
+
+    assert sorted(stored) == [False, True]  # two racing runs: one stores, the other is told so
+    row = await _handoff(db, handoff["id"])
+    winner = "first" if stored[0] else "second"
+    assert row.ai_assessment == {"likely_cause": winner}
+    assert row.ai_input_tokens == 10  # counted once
+    detail = (await api.call("jane", "GET", f"/api/v1/ai-sessions/{session['id']}")).json()
+    assert detail["escalation_package"] == {"summary": winner}
+    db.expire_all()
+    events = (await db.scalars(select(OutboxMessage).where(OutboxMessage.topic == "event"))).all()
+    assert len([e for e in events if e.payload.get("type") == "handoff_assessment_ready"]) == 1
+    await db.refresh(outbox)
+    assert outbox.status == OutboxStatus.done

@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
 from arq import Worker
+from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
 from handoffs.config import Settings
+from handoffs.jobs.context import CTX_KEY, JobContext
 from handoffs.jobs.worker import worker_options
 from tests.replicas import ROOT, replica_env
 
@@ -34,6 +39,20 @@ async def run_jobs(
     finally:
         await worker.close()
     return worker
+
+
+@asynccontextmanager
+async def job_context(
+    settings: Settings, redis: Redis, *, extra_ctx: dict[str, Any] | None = None
+) -> AsyncIterator[JobContext]:
+    """The clients a worker gives its jobs, made and closed by its real start-up and shutdown hooks."""
+    options = worker_options(settings, extra_ctx=extra_ctx)
+    ctx: dict[str, Any] = {"redis": ArqRedis(connection_pool=redis.connection_pool)}
+    await options["on_startup"](ctx)
+    try:
+        yield ctx[CTX_KEY]
+    finally:
+        await options["on_shutdown"](ctx)
 
 
 def start_worker_process(settings: Settings, log_path: str, **env: str) -> subprocess.Popen[bytes]:

@@ -133,10 +133,9 @@ def serve(host: str, port: int, workers: int) -> None:
 @click.option("--check", is_flag=True, help="Exit 0 if a worker reported healthy recently (container probe).")
 def worker(check: bool) -> None:
     """Run a background worker (AI enrichment, email, PSA push, outbox sweep) against REDIS_URL."""
-    from arq import Worker
     from arq.worker import async_check_health
 
-    from handoffs.jobs.worker import worker_options
+    from handoffs.jobs.worker import run_worker, worker_options
 
     settings = get_settings()
     if not settings.database_url or not settings.redis_url:
@@ -146,9 +145,7 @@ def worker(check: bool) -> None:
     options = worker_options(settings)
     if check:
         raise SystemExit(asyncio.run(async_check_health(options["redis_settings"])))
-    # uvloop: measured 10-20% less CPU per job than the default loop (bench/README.md).
-    asyncio.set_event_loop(uvloop.new_event_loop())
-    Worker(**options).run()
+    run_worker(options)
 
 
 @main.command()

@@ -95,6 +95,8 @@ class Settings:
     job_retry_base_seconds: float = 2.0
     job_retry_cap_seconds: float = 300.0
     worker_max_jobs: int = 500
+    worker_batch_wait_ms: float = 10.0
+    """How long a busy worker lets concurrent jobs' reads and writes gather into one statement."""
     anthropic_timeout_seconds: float = 60.0
     anthropic_base_url: str | None = None
     """An API gateway or proxy in front of Anthropic; unset means the SDK's default."""
@@ -127,6 +129,7 @@ class Settings:
             job_retry_base_seconds=_float_env("JOB_RETRY_BASE_SECONDS", cls.job_retry_base_seconds),
             job_retry_cap_seconds=_float_env("JOB_RETRY_CAP_SECONDS", cls.job_retry_cap_seconds),
             worker_max_jobs=_int_env("WORKER_MAX_JOBS", cls.worker_max_jobs),
+            worker_batch_wait_ms=_float_env("WORKER_BATCH_WAIT_MS", cls.worker_batch_wait_ms),
             anthropic_timeout_seconds=_float_env("ANTHROPIC_TIMEOUT_SECONDS", cls.anthropic_timeout_seconds),
             anthropic_base_url=_env("ANTHROPIC_BASE_URL"),
             outbox_fast_path=(_env("OUTBOX_FAST_PATH", "1") or "1").lower() not in {"0", "false", "no"},

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from handoffs.ai import Assessor
+from handoffs.batching import Coalescer
 from handoffs.config import Settings
 from handoffs.events import EventBus
 from handoffs.relay import OutboxRelay
 
 CTX_KEY = "handoffs"
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -26,6 +32,24 @@ class JobContext:
     assessor: Assessor
     http: httpx.AsyncClient
     """For PSA vendors; tests swap its transport."""
+    _coalescers: dict[Any, Coalescer[Any, Any]] = field(default_factory=dict, repr=False)
+
+    def coalesced(
+        self, batch_fn: Callable[[JobContext, Sequence[T]], Awaitable[Sequence[R]]]
+    ) -> Coalescer[T, R]:
+        """This process's one ``Coalescer`` for ``batch_fn``: concurrent jobs share its calls."""
+        coalescer = self._coalescers.get(batch_fn)
+        if coalescer is None:
+            name = getattr(batch_fn, "__qualname__", "batch")
+            coalescer = self._coalescers[batch_fn] = Coalescer(
+                partial(batch_fn, self), max_wait=self.settings.worker_batch_wait_ms / 1000, name=name
+            )
+        return coalescer
+
+    async def drain(self) -> None:
+        """Let batched reads and writes in flight finish (on shutdown)."""
+        for coalescer in list(self._coalescers.values()):
+            await coalescer.drain()
 
 
 def job_context(ctx: dict[str, Any]) -> JobContext:

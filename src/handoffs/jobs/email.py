@@ -25,8 +25,8 @@ from sqlalchemy.dialects.postgresql import insert
 from handoffs.config import Settings
 from handoffs.enums import DeliveryStatus
 from handoffs.jobs.context import JobContext
-from handoffs.jobs.runner import PermanentError, TransientError, run_outbox_job
-from handoffs.models import AISession, EmailDelivery, Notification, OutboxMessage, SessionHandoff, User
+from handoffs.jobs.runner import OutboxJob, PermanentError, TransientError, run_outbox_job
+from handoffs.models import AISession, EmailDelivery, Notification, SessionHandoff, User
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ async def send_escalation_emails(ctx: dict[str, Any], outbox_id: str) -> str:
     return await run_outbox_job(ctx, outbox_id, _send_all, _give_up)
 
 
-async def _send_all(jc: JobContext, row: OutboxMessage, attempt: int, _: object) -> str:
+async def _send_all(jc: JobContext, row: OutboxJob, attempt: int, _: object) -> str:
     handoff_id = UUID(row.payload["handoff_id"])
     recipient_ids = [UUID(r) for r in row.payload.get("recipient_ids", [])]
     async with jc.sessionmaker() as db:
@@ -210,6 +210,6 @@ def _message(
     return message
 
 
-async def _give_up(jc: JobContext, row: OutboxMessage, reason: str) -> None:
+async def _give_up(jc: JobContext, row: OutboxJob, reason: str) -> None:
     # The deliveries keep their own failed status and error; nothing else to undo.
     log.warning("escalation emails for handoff %s: %s", row.payload.get("handoff_id"), reason)

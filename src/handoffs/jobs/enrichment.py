@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import anthropic
-from sqlalchemy import select, text, update
+from sqlalchemy import any_, select, text, update
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
-from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
-from handoffs.ai import AssessmentInput, AssessmentResult, InvalidModelOutput
+from handoffs.ai import AssessmentInput, InvalidModelOutput
 from handoffs.enums import AssessmentStatus
 from handoffs.jobs.context import JobContext
-from handoffs.jobs.runner import PermanentError, Recorded, TransientError, run_outbox_job
+from handoffs.jobs.runner import (
+    BATCH_IDS,
+    OutboxJob,
+    PermanentError,
+    Recorded,
+    TransientError,
+    run_outbox_job,
+)
 from handoffs.models import OutboxMessage, SessionHandoff, User
 from handoffs.outbox import OutboxWriter, Topic
 
@@ -31,26 +39,35 @@ async def enrich_escalation(ctx: dict[str, Any], outbox_id: str) -> str:
     return await run_outbox_job(ctx, outbox_id, _enrich, _give_up, load=_load)
 
 
-async def _load(db: AsyncSession, outbox_id: UUID) -> tuple[OutboxMessage | None, AssessmentInput | None]:
-    """The outbox row and the model's input in one read; no input once the assessment is stored or given up."""
-    handoff_id = OutboxMessage.payload["handoff_id"].astext.cast(PG_UUID(as_uuid=True))
-    found = (
-        await db.execute(
-            select(OutboxMessage, SessionHandoff, User.name)
-            .outerjoin(SessionHandoff, SessionHandoff.id == handoff_id)
-            .outerjoin(User, User.id == SessionHandoff.created_by)
-            .where(OutboxMessage.id == outbox_id)
-        )
-    ).first()
-    if found is None:
-        return None, None
-    row, handoff, creator_name = found
-    if handoff is None or handoff.assessment_status != AssessmentStatus.pending:
-        return row, None  # gone, or already stored (or given up): never call the model twice
-    return row, AssessmentInput.from_snapshot(handoff.session_snapshot, handoff.engineer_notes, creator_name)
+_HANDOFF_ID = OutboxMessage.payload["handoff_id"].astext.cast(PG_UUID(as_uuid=True))
+_LOAD = (
+    select(
+        *OutboxJob.COLUMNS,
+        SessionHandoff.assessment_status,
+        SessionHandoff.session_snapshot,
+        SessionHandoff.engineer_notes,
+        User.name.label("creator_name"),
+    )
+    .outerjoin(SessionHandoff, SessionHandoff.id == _HANDOFF_ID)
+    .outerjoin(User, User.id == SessionHandoff.created_by)
+    .where(OutboxMessage.id == any_(BATCH_IDS))
+)
 
 
-async def _enrich(jc: JobContext, row: OutboxMessage, attempt: int, data: AssessmentInput | None) -> str:
+async def _load(jc: JobContext, ids: Sequence[UUID]) -> list[tuple[OutboxJob | None, AssessmentInput | None]]:
+    """Outbox rows and the model's input in one read; no input once the assessment is stored or given up."""
+    found: dict[UUID, tuple[OutboxJob, AssessmentInput | None]] = {}
+    async with jc.engine.connect() as conn:
+        for r in await conn.execute(_LOAD, {"ids": ids}):
+            data = None
+            # Gone, or already stored (or given up): never call the model twice.
+            if r.assessment_status == AssessmentStatus.pending:
+                data = AssessmentInput.from_snapshot(r.session_snapshot, r.engineer_notes, r.creator_name)
+            found[r.id] = (OutboxJob.from_row(r), data)
+    return [found.get(outbox_id, (None, None)) for outbox_id in ids]
+
+
+async def _enrich(jc: JobContext, row: OutboxJob, attempt: int, data: AssessmentInput | None) -> str:
     handoff_id = UUID(row.payload["handoff_id"])
     if data is None:
         return "nothing to do: assessment already stored or handoff gone"
@@ -67,74 +84,34 @@ async def _enrich(jc: JobContext, row: OutboxMessage, attempt: int, data: Assess
         raise PermanentError(
             f"the AI service refused the request ({exc.status_code}): {exc.message}"
         ) from exc
-    return await _store(jc, row, attempt, handoff_id, result)
-
-
-#: Storing an assessment is one fixed-shape statement: the result on the
-#: handoff (only while still pending, so two racing runs store one), the
-#: package on the session, the ``handoff_assessment_ready`` event in the
-#: outbox, and this job's outbox row marked done, all in one round trip.
-_STORE = text(
-    """
-WITH stored AS (
-    UPDATE session_handoffs
-    SET ai_assessment = CAST(:assessment AS jsonb), assessment_status = 'ready', assessment_error = NULL,
-        ai_model = :model, ai_input_tokens = ai_input_tokens + :input_tokens,
-        ai_output_tokens = ai_output_tokens + :output_tokens,
-        ai_cache_read_tokens = ai_cache_read_tokens + :cache_read_tokens, updated_at = :now
-    WHERE id = :handoff_id AND assessment_status = 'pending'
-    RETURNING session_id
-), packaged AS (
-    UPDATE ai_sessions SET escalation_package = CAST(:package AS jsonb), updated_at = :now
-    WHERE id IN (SELECT session_id FROM stored)
-), announced AS (
-    INSERT INTO outbox (id, account_id, topic, payload, status, attempts, created_at, updated_at)
-    SELECT :event_id, :account_id, 'event', CAST(:event AS jsonb), 'pending', 0, :now, :now FROM stored
-), finished AS (
-    UPDATE outbox SET status = 'done', attempts = :attempt, completed_at = :now, updated_at = :now
-    WHERE id = :outbox_id
-)
-SELECT count(*) FROM stored
-"""
-)
-
-
-async def _store(
-    jc: JobContext, row: OutboxMessage, attempt: int, handoff_id: UUID, result: AssessmentResult
-) -> str:
-    now = datetime.now(UTC)
-    event_id = uuid7()
     assessment = result.assessment_json()
-    event = {
-        "type": "handoff_assessment_ready",
-        "handoff_id": str(handoff_id),
-        "session_id": str(row.payload["session_id"]),
-        "account_id": str(row.account_id),
-        "assessment": assessment,
-    }
-    async with jc.sessionmaker() as db:
-        stored = await db.scalar(
-            _STORE,
-            {
-                "handoff_id": handoff_id,
-                "assessment": json.dumps(assessment),
-                "model": result.model,
-                "input_tokens": result.input_tokens,
-                "output_tokens": result.output_tokens,
-                "cache_read_tokens": result.cache_read_tokens,
-                "package": json.dumps(result.package_json()),
-                "event_id": event_id,
-                "account_id": row.account_id,
-                "event": json.dumps(event),
-                "outbox_id": row.id,
-                "attempt": attempt,
-                "now": now,
-            },
+    event_id = uuid7()
+    stored = await jc.coalesced(_store)(
+        _Stored(
+            handoff_id=handoff_id,
+            assessment=json.dumps(assessment),
+            model=result.model,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            cache_read_tokens=result.cache_read_tokens,
+            package=json.dumps(result.package_json()),
+            event_id=event_id,
+            account_id=row.account_id,
+            event=json.dumps(
+                {
+                    "type": "handoff_assessment_ready",
+                    "handoff_id": str(handoff_id),
+                    "session_id": str(row.payload["session_id"]),
+                    "account_id": str(row.account_id),
+                    "assessment": assessment,
+                }
+            ),
+            outbox_id=row.id,
+            attempt=attempt,
         )
-        await db.commit()
+    )
     if not stored:
         return Recorded("another run stored the assessment first")
-    jc.relay.dispatch_soon([event_id])
     log.info(
         "assessment ready for handoff %s (%s, %d in / %d out tokens)",
         handoff_id, result.source, result.input_tokens, result.output_tokens,
@@ -142,7 +119,80 @@ async def _store(
     return Recorded(f"assessment ready ({result.source})")
 
 
-async def _give_up(jc: JobContext, row: OutboxMessage, reason: str) -> None:
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """One job's result, as the parameters of one row of ``_STORE``."""
+
+    handoff_id: UUID
+    assessment: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    package: str
+    event_id: UUID
+    account_id: UUID
+    event: str
+    outbox_id: UUID
+    attempt: int
+
+
+#: Storing assessments is one fixed-shape statement for any number of jobs
+#: (their results come as arrays): each result on its handoff (only while
+#: still pending, so two racing runs store one), the package on the session
+#: (the newest handoff's, should one batch hold two of a session), a
+#: ``handoff_assessment_ready`` event in the outbox per stored result, and
+#: every job's own outbox row marked done, in one round trip.
+_STORE = text(
+    """
+WITH input AS (
+    SELECT * FROM unnest(
+        CAST(:handoff_id AS uuid[]), CAST(:assessment AS text[]), CAST(:model AS text[]),
+        CAST(:input_tokens AS int[]), CAST(:output_tokens AS int[]), CAST(:cache_read_tokens AS int[]),
+        CAST(:package AS text[]), CAST(:event_id AS uuid[]), CAST(:account_id AS uuid[]),
+        CAST(:event AS text[]), CAST(:outbox_id AS uuid[]), CAST(:attempt AS int[])
+    ) AS i(handoff_id, assessment, model, input_tokens, output_tokens, cache_read_tokens,
+           package, event_id, account_id, event, outbox_id, attempt)
+), stored AS (
+    UPDATE session_handoffs h
+    SET ai_assessment = CAST(i.assessment AS jsonb), assessment_status = 'ready', assessment_error = NULL,
+        ai_model = i.model, ai_input_tokens = h.ai_input_tokens + i.input_tokens,
+        ai_output_tokens = h.ai_output_tokens + i.output_tokens,
+        ai_cache_read_tokens = h.ai_cache_read_tokens + i.cache_read_tokens, updated_at = :now
+    FROM input i
+    WHERE h.id = i.handoff_id AND h.assessment_status = 'pending'
+    RETURNING h.id AS handoff_id, h.session_id, i.package, i.event_id, i.account_id, i.event
+), packaged AS (
+    UPDATE ai_sessions s SET escalation_package = CAST(p.package AS jsonb), updated_at = :now
+    FROM (
+        SELECT DISTINCT ON (session_id) session_id, package FROM stored ORDER BY session_id, handoff_id DESC
+    ) p
+    WHERE s.id = p.session_id
+), announced AS (
+    INSERT INTO outbox (id, account_id, topic, payload, status, attempts, created_at, updated_at)
+    SELECT event_id, account_id, 'event', CAST(event AS jsonb), 'pending', 0, :now, :now FROM stored
+), finished AS (
+    UPDATE outbox o SET status = 'done', attempts = i.attempt, completed_at = :now, updated_at = :now
+    FROM input i
+    WHERE o.id = i.outbox_id
+)
+SELECT event_id FROM stored
+"""
+)
+_STORED_FIELDS = _Stored.__slots__
+
+
+async def _store(jc: JobContext, results: Sequence[_Stored]) -> list[bool]:
+    """Store the results of concurrent jobs; for each, whether it was stored (not raced by another run)."""
+    params: dict[str, Any] = {name: [getattr(r, name) for r in results] for name in _STORED_FIELDS}
+    params["now"] = datetime.now(UTC)
+    async with jc.engine.begin() as conn:
+        announced = set((await conn.execute(_STORE, params)).scalars())
+    jc.relay.dispatch_soon(announced)
+    return [r.event_id in announced for r in results]
+
+
+async def _give_up(jc: JobContext, row: OutboxJob, reason: str) -> None:
     handoff_id = UUID(row.payload["handoff_id"])
     async with jc.sessionmaker() as db:
         outbox = OutboxWriter(db, jc.relay)

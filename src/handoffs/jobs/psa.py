@@ -11,8 +11,8 @@ from sqlalchemy import select, update
 from handoffs.ai import AssessmentInput, documentation_markdown
 from handoffs.enums import PsaSyncStatus
 from handoffs.jobs.context import JobContext
-from handoffs.jobs.runner import PermanentError, TransientError, run_outbox_job
-from handoffs.models import OutboxMessage, PsaConnection, SessionHandoff, User
+from handoffs.jobs.runner import OutboxJob, PermanentError, TransientError, run_outbox_job
+from handoffs.models import PsaConnection, SessionHandoff, User
 from handoffs.psa import PsaError, adapter_for
 
 
@@ -32,7 +32,7 @@ def note_for(handoff: SessionHandoff, creator_name: str) -> str:
     )
 
 
-async def _push(jc: JobContext, row: OutboxMessage, attempt: int, _: object) -> str:
+async def _push(jc: JobContext, row: OutboxJob, attempt: int, _: object) -> str:
     handoff_id = UUID(row.payload["handoff_id"])
     async with jc.sessionmaker() as db:
         found = (
@@ -79,5 +79,5 @@ async def _set(jc: JobContext, handoff_id: UUID, status: PsaSyncStatus, error: s
         await db.commit()
 
 
-async def _give_up(jc: JobContext, row: OutboxMessage, reason: str) -> None:
+async def _give_up(jc: JobContext, row: OutboxJob, reason: str) -> None:
     await _set(jc, UUID(row.payload["handoff_id"]), PsaSyncStatus.failed, reason)

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from arq import Retry
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, any_, bindparam, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 
 from handoffs.enums import OutboxStatus
 from handoffs.jobs.context import JobContext, job_context
@@ -55,32 +57,62 @@ class Recorded(str):
     __slots__ = ()
 
 
-JobBody = Callable[[JobContext, OutboxMessage, int, Any], Awaitable[str]]
-GiveUp = Callable[[JobContext, OutboxMessage, str], Awaitable[None]]
-Loader = Callable[[AsyncSession, UUID], Awaitable[tuple[OutboxMessage | None, Any]]]
+@dataclass(frozen=True, slots=True)
+class OutboxJob:
+    """The outbox row a job runs for, as read at its start."""
+
+    id: UUID
+    topic: str
+    account_id: UUID
+    payload: dict[str, Any]
+    status: OutboxStatus
+
+    #: The columns to select for ``from_row``.
+    COLUMNS = (
+        OutboxMessage.id,
+        OutboxMessage.topic,
+        OutboxMessage.account_id,
+        OutboxMessage.payload,
+        OutboxMessage.status,
+    )
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> OutboxJob:
+        return cls(row.id, row.topic, row.account_id, row.payload, row.status)
 
 
-async def load_row(db: AsyncSession, outbox_id: UUID) -> tuple[OutboxMessage | None, Any]:
-    return await db.get(OutboxMessage, outbox_id), None
+JobBody = Callable[[JobContext, OutboxJob, int, Any], Awaitable[str]]
+GiveUp = Callable[[JobContext, OutboxJob, str], Awaitable[None]]
+Loader = Callable[[JobContext, Sequence[UUID]], Awaitable[Sequence[tuple[OutboxJob | None, Any]]]]
+"""Reads many jobs' outbox rows, and whatever else each job needs, in one round trip."""
+
+#: ``WHERE outbox.id = ANY(:ids)``: one statement text for any batch size.
+BATCH_IDS = bindparam("ids", type_=ARRAY(PG_UUID(as_uuid=True)))
+_LOAD_ROWS = select(*OutboxJob.COLUMNS).where(OutboxMessage.id == any_(BATCH_IDS))
+
+
+async def load_rows(jc: JobContext, ids: Sequence[UUID]) -> list[tuple[OutboxJob | None, None]]:
+    async with jc.engine.connect() as conn:
+        found = {row.id: OutboxJob.from_row(row) for row in await conn.execute(_LOAD_ROWS, {"ids": ids})}
+    return [(found.get(outbox_id), None) for outbox_id in ids]
 
 
 async def run_outbox_job(
-    ctx: dict[str, Any], outbox_id: str, body: JobBody, give_up: GiveUp, load: Loader = load_row
+    ctx: dict[str, Any], outbox_id: str, body: JobBody, give_up: GiveUp, load: Loader = load_rows
 ) -> str:
     """Run ``body`` for the outbox row; record done/failed; raise ``Retry`` for transient errors.
 
-    ``load`` reads the row, and whatever else the job needs, in one round
-    trip; the body receives that extra as its last argument.
+    ``load`` reads the row, and whatever else the job needs; concurrent jobs
+    share one call of it (``JobContext.coalesced``). The body receives that
+    extra as its last argument.
     """
     jc = job_context(ctx)
     attempt = int(ctx.get("job_try", 1))
-    async with jc.sessionmaker() as db:
-        row, extra = await load(db, UUID(outbox_id))
-        if row is None:
-            return "outbox row is gone"
-        if row.status in (OutboxStatus.done, OutboxStatus.failed):
-            return f"already {row.status.value}"
-        db.expunge(row)
+    row, extra = await jc.coalesced(load)(UUID(outbox_id))
+    if row is None:
+        return "outbox row is gone"
+    if row.status in (OutboxStatus.done, OutboxStatus.failed):
+        return f"already {row.status.value}"
     try:
         try:
             outcome = await body(jc, row, attempt, extra)
@@ -116,7 +148,7 @@ async def run_outbox_job(
     return str(outcome)
 
 
-async def _fail(jc: JobContext, row: OutboxMessage, attempt: int, reason: str, give_up: GiveUp) -> str:
+async def _fail(jc: JobContext, row: OutboxJob, attempt: int, reason: str, give_up: GiveUp) -> str:
     log.warning("%s %s failed for good: %s", row.topic, row.id, reason)
     await give_up(jc, row, reason)
     await _record(jc, row.id, attempt, status=OutboxStatus.failed, error=reason)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import httpx
+import uvloop
 from anthropic import AsyncAnthropic
-from arq import cron
+from arq import Worker, cron
 from arq.connections import ArqRedis
 
 from handoffs.ai import AnthropicAssessor, Assessor, OfflineAssessor
@@ -71,6 +73,7 @@ def worker_options(settings: Settings, *, extra_ctx: dict[str, Any] | None = Non
         jc: JobContext | None = ctx.get(CTX_KEY)
         if jc is None:
             return
+        await jc.drain()
         await jc.relay.drain()
         if "http" not in overrides:
             await jc.http.aclose()
@@ -93,6 +96,18 @@ def worker_options(settings: Settings, *, extra_ctx: dict[str, Any] | None = Non
         "keep_result": 3600,
         "health_check_interval": 10,
     }
+
+
+def run_worker(options: dict[str, Any]) -> Worker:
+    """What ``handoffs worker`` runs, until SIGINT/SIGTERM: arq's ``Worker`` on uvloop.
+
+    uvloop: measured 10-20% less CPU per job than the default loop (bench/README.md).
+    arq takes the current event loop when the ``Worker`` is built, so set it first.
+    """
+    asyncio.set_event_loop(uvloop.new_event_loop())
+    worker = Worker(**options)
+    worker.run()
+    return worker
 
 
 def _stale_after(settings: Settings) -> Any:
