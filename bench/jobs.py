@@ -1055,7 +1055,7 @@ def markdown(result: dict[str, Any], s: dict[str, Any], target_rate: float, slow
 def _per_batch(result: dict[str, Any]) -> str:
     batching = result.get("throughput_worker", {}).get("batching", {})
     parts = [
-        f"{name.lstrip('_')} {b['items'] / b['batches']:.1f}"
+        f"{name.rsplit('.', 1)[-1]} {b['items'] / b['batches']:.1f}"
         for name, b in sorted(batching.items())
         if b.get("batches")
     ]

@@ -39,6 +39,8 @@ class Coalescer(Generic[T, R]):
     less than ``max_wait`` ago, the next one waits that long for company
     before it starts. An item arriving at an idle coalescer goes at once.
 
+    ``observe``, if given, is called with each batch's size (a metrics hook).
+
     ``batch_fn`` gets the items in arrival order and returns one result per
     item, in the same order. If it raises for a batch of several, each item
     is run again alone, so one bad item fails only its own caller.
@@ -47,7 +49,13 @@ class Coalescer(Generic[T, R]):
     """
 
     def __init__(
-        self, batch_fn: BatchFn[T, R], *, max_batch: int = 500, max_wait: float = 0.0, name: str = ""
+        self,
+        batch_fn: BatchFn[T, R],
+        *,
+        max_batch: int = 500,
+        max_wait: float = 0.0,
+        name: str = "",
+        observe: Callable[[int], None] | None = None,
     ) -> None:
         if max_batch < 1 or max_wait < 0:
             raise ValueError("max_batch must be at least 1 and max_wait not negative")
@@ -56,6 +64,7 @@ class Coalescer(Generic[T, R]):
         self.max_wait = max_wait
         self._last_batch_at = float("-inf")
         self.name = name or getattr(batch_fn, "__qualname__", "batch")
+        self._observe = observe
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0
@@ -92,6 +101,8 @@ class Coalescer(Generic[T, R]):
         self._last_batch_at = asyncio.get_running_loop().time()
         self.batches += 1
         self.items += len(batch)
+        if self._observe is not None:
+            self._observe(len(batch))
         try:
             results = await self._batch_fn([item for item, _ in batch])
             if len(results) != len(batch):

@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from handoffs import metrics
 from handoffs.enums import OutboxStatus
 from handoffs.events import EventBus
 from handoffs.models import OutboxMessage
@@ -145,7 +146,8 @@ class OutboxRelay:
     async def dispatch(self, ids: Sequence[UUID]) -> int:
         return await self._claim_and_send(
             (OutboxMessage.id == any_(bindparam("ids", list(ids), type_=_UUIDS)))
-            & (OutboxMessage.status == OutboxStatus.pending)
+            & (OutboxMessage.status == OutboxStatus.pending),
+            path="fast",
         )
 
     # -- the sweep -----------------------------------------------------------
@@ -167,14 +169,14 @@ class OutboxRelay:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        handed_on = await self._claim_and_send(OutboxMessage.id.in_(due.scalar_subquery()))
+        handed_on = await self._claim_and_send(OutboxMessage.id.in_(due.scalar_subquery()), path="sweep")
         if handed_on:
             log.info("outbox sweep dispatched %d rows", handed_on)
         return handed_on
 
     # -- both ------------------------------------------------------------------
 
-    async def _claim_and_send(self, which: ColumnElement[bool]) -> int:
+    async def _claim_and_send(self, which: ColumnElement[bool], *, path: str) -> int:
         now = datetime.now(UTC)
         is_event = OutboxMessage.topic == Topic.event
         claim = (
@@ -198,11 +200,13 @@ class OutboxRelay:
             except Exception as exc:
                 await db.rollback()  # the rows stay as they were: the sweep retries them
                 self.errors += 1
+                metrics.OUTBOX_DISPATCH_ERRORS.labels(path).inc()
                 await self._record_error([r.id for r in rows], exc)
                 raise
             await db.commit()
         self.dispatched += len(rows)
         self.batches += 1
+        metrics.OUTBOX_DISPATCHED.labels(path).inc(len(rows))
         return len(rows)
 
     async def _send(self, rows: Sequence[Any]) -> None:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from handoffs import metrics
 from handoffs.ai import Assessor
 from handoffs.batching import Coalescer
 from handoffs.config import Settings
@@ -40,9 +41,12 @@ class JobContext:
         """This process's one ``Coalescer`` for ``batch_fn``: concurrent jobs share its calls."""
         coalescer = self._coalescers.get(batch_fn)
         if coalescer is None:
-            name = getattr(batch_fn, "__qualname__", "batch")
+            name = f"{batch_fn.__module__.rsplit('.', 1)[-1]}.{batch_fn.__qualname__.lstrip('_')}"
             coalescer = self._coalescers[batch_fn] = Coalescer(
-                partial(batch_fn, self), max_wait=self.settings.worker_batch_wait_ms / 1000, name=name
+                partial(batch_fn, self),
+                max_wait=self.settings.worker_batch_wait_ms / 1000,
+                name=name,
+                observe=metrics.BATCH_ITEMS.labels(name).observe,
             )
         return coalescer
 

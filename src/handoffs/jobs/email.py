@@ -22,6 +22,7 @@ import aiosmtplib
 from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
+from handoffs import metrics
 from handoffs.config import Settings
 from handoffs.enums import DeliveryStatus
 from handoffs.jobs.context import JobContext
@@ -102,6 +103,7 @@ async def _send_all(jc: JobContext, row: OutboxJob, attempt: int, _: object) -> 
             )  # fmt: skip
             await db.commit()
     if not jc.settings.smtp_url:
+        metrics.EMAILS.labels("skipped").inc(len(recipients))
         return f"SMTP_URL not set: {len(recipients)} deliveries recorded as skipped"
 
     target = SmtpTarget.parse(jc.settings.smtp_url)
@@ -122,9 +124,11 @@ async def _send_all(jc: JobContext, row: OutboxJob, attempt: int, _: object) -> 
             )
         except (aiosmtplib.SMTPException, OSError) as exc:
             failures.append(f"{user.email}: {exc}")
+            metrics.EMAILS.labels("failed").inc()
             await _mark(jc, handoff_id, user.id, DeliveryStatus.failed, error=str(exc))
             continue
         await _mark(jc, handoff_id, user.id, DeliveryStatus.sent, message_id=str(message["Message-ID"]))
+        metrics.EMAILS.labels("sent").inc()
         sent += 1
     if failures:
         raise TransientError(

@@ -15,6 +15,7 @@ from sqlalchemy import any_, select, text, update
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from uuid_utils.compat import uuid7
 
+from handoffs import metrics
 from handoffs.ai import AssessmentInput, InvalidModelOutput
 from handoffs.enums import AssessmentStatus
 from handoffs.jobs.context import JobContext
@@ -112,6 +113,10 @@ async def _enrich(jc: JobContext, row: OutboxJob, attempt: int, data: Assessment
     )
     if not stored:
         return Recorded("another run stored the assessment first")
+    metrics.ASSESSMENTS.labels(result.source).inc()
+    metrics.AI_TOKENS.labels("input").inc(result.input_tokens)
+    metrics.AI_TOKENS.labels("output").inc(result.output_tokens)
+    metrics.AI_TOKENS.labels("cache_read").inc(result.cache_read_tokens)
     log.info(
         "assessment ready for handoff %s (%s, %d in / %d out tokens)",
         handoff_id, result.source, result.input_tokens, result.output_tokens,
@@ -209,6 +214,7 @@ async def _give_up(jc: JobContext, row: OutboxJob, reason: str) -> None:
             .returning(SessionHandoff.session_id)
         )
         if session_id is not None:
+            metrics.ASSESSMENTS.labels("failed").inc()
             outbox.add(
                 row.account_id,
                 Topic.event,

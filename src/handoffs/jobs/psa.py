@@ -8,6 +8,7 @@ from uuid import UUID
 
 from sqlalchemy import select, update
 
+from handoffs import metrics
 from handoffs.ai import AssessmentInput, documentation_markdown
 from handoffs.enums import PsaSyncStatus
 from handoffs.jobs.context import JobContext
@@ -52,17 +53,20 @@ async def _push(jc: JobContext, row: OutboxJob, attempt: int, _: object) -> str:
         adapter = adapter_for(connection, jc.http)
         if adapter is None or not ticket_id:
             await _set(jc, handoff_id, PsaSyncStatus.not_applicable, None)
+            metrics.PSA_PUSHES.labels(adapter.vendor if adapter else "none", "not_applicable").inc()
             return "no PSA configured for this account"
         note = note_for(handoff, creator_name)
     await _set(jc, handoff_id, PsaSyncStatus.pending, None)
     try:
         await adapter.push(str(ticket_id), note)
     except PsaError as exc:
+        metrics.PSA_PUSHES.labels(adapter.vendor, "error").inc()
         await _set(jc, handoff_id, PsaSyncStatus.pending, str(exc))
         if exc.transient:
             raise TransientError(str(exc)) from exc
         raise PermanentError(str(exc)) from exc
     await _set(jc, handoff_id, PsaSyncStatus.synced, None)
+    metrics.PSA_PUSHES.labels(adapter.vendor, "synced").inc()
     return f"pushed to {adapter.vendor} ticket {ticket_id}"
 
 

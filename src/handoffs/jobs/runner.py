@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from sqlalchemy import Row, any_, bindparam, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 
+from handoffs import metrics
 from handoffs.enums import OutboxStatus
 from handoffs.jobs.context import JobContext, job_context
 from handoffs.models import OutboxMessage
@@ -106,12 +108,41 @@ async def run_outbox_job(
     share one call of it (``JobContext.coalesced``). The body receives that
     extra as its last argument.
     """
-    jc = job_context(ctx)
-    attempt = int(ctx.get("job_try", 1))
-    row, extra = await jc.coalesced(load)(UUID(outbox_id))
+    started = time.perf_counter()
+    seen = _Seen()
+    try:
+        return await _run(
+            job_context(ctx), int(ctx.get("job_try", 1)), UUID(outbox_id), body, give_up, load, seen
+        )
+    except Retry:
+        seen.outcome = "retry"
+        raise
+    except BaseException:
+        seen.outcome = "error"  # cancelled at its timeout, or the worker is shutting down
+        raise
+    finally:
+        metrics.JOBS.labels(seen.topic, seen.outcome).inc()
+        metrics.JOB_SECONDS.labels(seen.topic).observe(time.perf_counter() - started)
+
+
+@dataclass(slots=True)
+class _Seen:
+    """What the metrics say of an attempt."""
+
+    topic: str = "unknown"
+    outcome: str = "done"
+
+
+async def _run(
+    jc: JobContext, attempt: int, outbox_id: UUID, body: JobBody, give_up: GiveUp, load: Loader, seen: _Seen
+) -> str:
+    row, extra = await jc.coalesced(load)(outbox_id)
     if row is None:
+        seen.outcome = "gone"
         return "outbox row is gone"
+    seen.topic = row.topic
     if row.status in (OutboxStatus.done, OutboxStatus.failed):
+        seen.outcome = "duplicate"
         return f"already {row.status.value}"
     try:
         try:
@@ -140,8 +171,10 @@ async def run_outbox_job(
                 defer,
             )
             raise Retry(defer=defer) from exc
+        seen.outcome = "failed"
         return await _fail(jc, row, attempt, f"gave up after {attempt} attempts: {exc.reason}", give_up)
     except PermanentError as exc:
+        seen.outcome = "failed"
         return await _fail(jc, row, attempt, exc.reason, give_up)
     if not isinstance(outcome, Recorded):
         await _record(jc, row.id, attempt, status=OutboxStatus.done)
