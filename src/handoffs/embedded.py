@@ -63,6 +63,9 @@ class EmbeddedPostgres:
             if current < self.MAX_CONNECTIONS:
                 self._server.psql(f"ALTER SYSTEM SET max_connections = {self.MAX_CONNECTIONS};")
                 pg_ctl(["-w", "restart"], pgdata=self.data_dir, user=self._server.system_user)
+                # pgserver remembers the postmaster it found; point it at the restarted one,
+                # or its cleanup would see the old one gone and leave this one running.
+                self._server.ensure_postgres_running()
         return str(self._server.get_uri())
 
     def stop(self) -> None:
