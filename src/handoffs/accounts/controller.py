@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
-from litestar.params import Parameter
+from litestar.params import JSONBody, QueryParameter
 
 from handoffs.accounts.schemas import Colleague, LoggedOut, LoginIn, LoginOut, SessionOut, UserOut
 from handoffs.accounts.service import UserService
@@ -23,7 +23,7 @@ class AuthController(Controller):
 
     @post("/auth/login", status_code=200, security=[])
     async def login(
-        self, data: LoginIn, db_session: DbSession, tokens: NamedDependency[TokenIssuer]
+        self, data: JSONBody[LoginIn], db_session: DbSession, tokens: NamedDependency[TokenIssuer]
     ) -> LoginOut:
         """Exchange email and password for a bearer token."""
         user = await UserService(db_session).authenticate(data.email, data.password)
@@ -34,7 +34,7 @@ class AuthController(Controller):
 
     @post("/auth/session", status_code=200, security=[])
     async def open_session(
-        self, data: LoginIn, db_session: DbSession, tokens: NamedDependency[TokenIssuer]
+        self, data: JSONBody[LoginIn], db_session: DbSession, tokens: NamedDependency[TokenIssuer]
     ) -> Response[SessionOut]:
         """Sign in the browser console: an HttpOnly session cookie and a CSRF token."""
         user = await UserService(db_session).authenticate(data.email, data.password)
@@ -65,9 +65,10 @@ class UserController(Controller):
         self,
         request: Request[User, Any, Any],
         db_session: DbSession,
-        role: list[Role] | None = Parameter(
-            query="role", default=None, description="Only these roles (repeat for several)."
-        ),
+        role: Annotated[
+            list[Role] | None,
+            QueryParameter(name="role", description="Only these roles (repeat for several)."),
+        ] = None,
     ) -> list[Colleague]:
         """Active users of the caller's account, by name: e.g. the target picker of an escalation."""
         users = await UserService(db_session).colleagues(current_user(request))

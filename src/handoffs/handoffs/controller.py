@@ -7,6 +7,7 @@ from uuid import UUID
 from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, JSONBody
 
 from handoffs.auth import requires_role
 from handoffs.deps import CurrentUser, DbSession, provide_user
@@ -31,8 +32,8 @@ class HandoffController(Controller):
     @post("/{session_id:uuid}/handoff")
     async def hand_off(
         self,
-        session_id: UUID,
-        data: HandoffCreate,
+        session_id: FromPath[UUID],
+        data: JSONBody[HandoffCreate],
         user: CurrentUser,
         handoffs: NamedDependency[HandoffService],
     ) -> HandoffOut:
@@ -41,14 +42,18 @@ class HandoffController(Controller):
 
     @get("/{session_id:uuid}/handoffs")
     async def list_handoffs(
-        self, session_id: UUID, user: CurrentUser, handoffs: NamedDependency[HandoffService]
+        self, session_id: FromPath[UUID], user: CurrentUser, handoffs: NamedDependency[HandoffService]
     ) -> list[HandoffOut]:
         """The session's handoffs, newest first."""
         return [HandoffOut.of(h) for h in await handoffs.list_for_session(user, session_id)]
 
     @get("/{session_id:uuid}/handoffs/{handoff_id:uuid}")
     async def get_handoff(
-        self, session_id: UUID, handoff_id: UUID, user: CurrentUser, handoffs: NamedDependency[HandoffService]
+        self,
+        session_id: FromPath[UUID],
+        handoff_id: FromPath[UUID],
+        user: CurrentUser,
+        handoffs: NamedDependency[HandoffService],
     ) -> HandoffOut:
         """One handoff, with its assessment when ready."""
         return HandoffOut.of(await handoffs.get(user, session_id, handoff_id))
@@ -62,7 +67,11 @@ class HandoffController(Controller):
         },
     )
     async def claim(
-        self, session_id: UUID, handoff_id: UUID, user: CurrentUser, handoffs: NamedDependency[HandoffService]
+        self,
+        session_id: FromPath[UUID],
+        handoff_id: FromPath[UUID],
+        user: CurrentUser,
+        handoffs: NamedDependency[HandoffService],
     ) -> HandoffOut:
         """Pick up an open handoff. Exactly one of any number of concurrent claims wins."""
         return HandoffOut.of(await handoffs.claim(user, session_id, handoff_id))
@@ -73,7 +82,11 @@ class HandoffController(Controller):
         guards=[requires_role(Role.engineer, "release handoffs")],
     )
     async def release(
-        self, session_id: UUID, handoff_id: UUID, user: CurrentUser, handoffs: NamedDependency[HandoffService]
+        self,
+        session_id: FromPath[UUID],
+        handoff_id: FromPath[UUID],
+        user: CurrentUser,
+        handoffs: NamedDependency[HandoffService],
     ) -> HandoffOut:
         """Put a claimed handoff back in the queue (its claimer, or an admin/owner)."""
         return HandoffOut.of(await handoffs.release(user, session_id, handoff_id))

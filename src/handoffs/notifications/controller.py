@@ -6,6 +6,7 @@ from uuid import UUID
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery
 
 from handoffs.deps import CurrentUser, DbSession, provide_user
 from handoffs.notifications.schemas import NotificationOut, UnreadCount
@@ -26,7 +27,10 @@ class NotificationController(Controller):
 
     @get("/")
     async def list_notifications(
-        self, user: CurrentUser, notifications: NamedDependency[NotificationService], unread: bool = False
+        self,
+        user: CurrentUser,
+        notifications: NamedDependency[NotificationService],
+        unread: FromQuery[bool] = False,
     ) -> list[NotificationOut]:
         """The caller's notifications, newest first (``?unread=true`` for unread only)."""
         return [NotificationOut.of(n) for n in await notifications.list_for(user, unread_only=unread)]
@@ -40,7 +44,10 @@ class NotificationController(Controller):
 
     @post("/{notification_id:uuid}/read", status_code=200)
     async def mark_read(
-        self, notification_id: UUID, user: CurrentUser, notifications: NamedDependency[NotificationService]
+        self,
+        notification_id: FromPath[UUID],
+        user: CurrentUser,
+        notifications: NamedDependency[NotificationService],
     ) -> NotificationOut:
         """Mark one notification as read."""
         return NotificationOut.of(await notifications.mark_read(user, notification_id))

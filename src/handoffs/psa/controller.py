@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litestar import Controller, get, put
 from litestar.di import Provide
+from litestar.params import JSONBody
 from sqlalchemy import select
 
 from handoffs.auth import requires_role
@@ -30,7 +31,7 @@ class PsaConnectionController(Controller):
 
     @put("/")
     async def put_connection(
-        self, data: PsaConnectionIn, user: CurrentUser, db_session: DbSession
+        self, data: JSONBody[PsaConnectionIn], user: CurrentUser, db_session: DbSession
     ) -> PsaConnectionOut:
         """Set the account's PSA vendor, URL, options and (write-only) credentials."""
         if data.vendor != PsaVendor.none and not data.base_url:

@@ -6,6 +6,7 @@ from uuid import UUID
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
 
 from handoffs.deps import CurrentUser, DbSession, provide_user
 from handoffs.sessions.schemas import MessageCreate, MessageOut, SessionCreate, SessionDetail, SessionOut
@@ -26,7 +27,7 @@ class SessionController(Controller):
 
     @post("/")
     async def create_session(
-        self, data: SessionCreate, user: CurrentUser, sessions: NamedDependency[SessionService]
+        self, data: JSONBody[SessionCreate], user: CurrentUser, sessions: NamedDependency[SessionService]
     ) -> SessionOut:
         """Start an AI troubleshooting session."""
         return SessionOut.of(await sessions.create(user, data))
@@ -40,7 +41,7 @@ class SessionController(Controller):
 
     @get("/{session_id:uuid}")
     async def get_session(
-        self, session_id: UUID, user: CurrentUser, sessions: NamedDependency[SessionService]
+        self, session_id: FromPath[UUID], user: CurrentUser, sessions: NamedDependency[SessionService]
     ) -> SessionDetail:
         """One session with its transcript and escalation package."""
         session = await sessions.get_visible(user, session_id)
@@ -48,7 +49,11 @@ class SessionController(Controller):
 
     @post("/{session_id:uuid}/messages")
     async def add_message(
-        self, session_id: UUID, data: MessageCreate, user: CurrentUser, sessions: SessionService
+        self,
+        session_id: FromPath[UUID],
+        data: JSONBody[MessageCreate],
+        user: CurrentUser,
+        sessions: NamedDependency[SessionService],
     ) -> MessageOut:
         """Append a message to the transcript."""
         return MessageOut.of(await sessions.add_message(user, session_id, data))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import Stream
 
 from handoffs.auth import current_user, requires_role
@@ -41,15 +41,18 @@ class EscalationStreamController(Controller):
         self,
         request: Request[Any, Any, Any],
         hub: NamedDependency[EventHub],
-        settings: Settings,
-        last_event_id_header: str | None = Parameter(
-            header="last-event-id", default=None, description="The id of the last event received."
-        ),
-        last_event_id: str | None = Parameter(
-            query="last_event_id",
-            default=None,
-            description="The same as the `Last-Event-ID` header, for a first connection.",
-        ),
+        settings: NamedDependency[Settings],
+        last_event_id_header: Annotated[
+            str | None,
+            HeaderParameter(name="last-event-id", description="The id of the last event received."),
+        ] = None,
+        last_event_id: Annotated[
+            str | None,
+            QueryParameter(
+                name="last_event_id",
+                description="The same as the `Last-Event-ID` header, for a first connection.",
+            ),
+        ] = None,
     ) -> Stream:
         # The account comes from the signed-in user, never from the request.
         # Read it now: the request's database session closes as the response starts.

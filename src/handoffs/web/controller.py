@@ -8,7 +8,7 @@ JSON 401.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 from uuid import UUID
 
@@ -22,7 +22,7 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ValidationException,
 )
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 
 from handoffs.deps import CurrentUser, DbSession, provide_user
@@ -103,7 +103,7 @@ class ConsoleController(Controller):
     }
 
     @get("/login", opt={"exclude_from_auth": True})
-    async def login(self, next_: str | None = Parameter(query="next", default=None)) -> Template:
+    async def login(self, next_: Annotated[str | None, QueryParameter(name="next")] = None) -> Template:
         """The sign-in form; it posts to ``/api/v1/auth/session`` and follows ``next``."""
         return Template("login.html.j2", context={"next": safe_next(next_)})
 
@@ -113,25 +113,31 @@ class ConsoleController(Controller):
         return Template("console.html.j2", context=await views.console())
 
     @get("/sessions/{session_id:uuid}")
-    async def session(self, session_id: UUID, views: NamedDependency[ConsoleViews]) -> Template:
+    async def session(self, session_id: FromPath[UUID], views: NamedDependency[ConsoleViews]) -> Template:
         """A session: its transcript, and Park / Escalate for its owner."""
         return Template("session.html.j2", context=await views.session_page(session_id))
 
     @get("/sessions/{session_id:uuid}/handoffs/{handoff_id:uuid}")
     async def handoff(
-        self, session_id: UUID, handoff_id: UUID, views: NamedDependency[ConsoleViews]
+        self, session_id: FromPath[UUID], handoff_id: FromPath[UUID], views: NamedDependency[ConsoleViews]
     ) -> Template:
         """The handoff context screen: transcript, notes, ticket, documentation, AI assessment."""
         return Template("handoff.html.j2", context=await views.handoff_page(session_id, handoff_id))
 
     @get("/sessions/{session_id:uuid}/handoffs/{handoff_id:uuid}/parts/{part:str}")
     async def handoff_part(
-        self, session_id: UUID, handoff_id: UUID, part: Part, views: NamedDependency[ConsoleViews]
+        self,
+        session_id: FromPath[UUID],
+        handoff_id: FromPath[UUID],
+        part: FromPath[Part],
+        views: NamedDependency[ConsoleViews],
     ) -> Template:
         """One live part of the context screen, re-rendered when its stream event arrives."""
         return Template(f"parts/{part}.html.j2", context=await views.handoff_parts(session_id, handoff_id))
 
     @get("/parts/sidebar")
-    async def sidebar(self, views: NamedDependency[ConsoleViews], current: UUID | None = None) -> Template:
+    async def sidebar(
+        self, views: NamedDependency[ConsoleViews], current: FromQuery[UUID | None] = None
+    ) -> Template:
         """The sessions sidebar, re-rendered when one of its sessions changes."""
         return Template("parts/sidebar.html.j2", context=await views.sidebar(current))
