@@ -13,7 +13,7 @@ from typing import Any
 import httpx2 as httpx
 from anthropic import AsyncAnthropic
 
-from handoffs.ai import TOOL_NAME, AnthropicAssessor
+from handoffs.ai import TOOL_NAME, AnthropicAssessor, AssessmentInput, AssessmentResult, OfflineAssessor
 
 MODEL = "claude-sonnet-5-5"
 
@@ -144,3 +144,16 @@ class HangingMessagesServer:
                 server.server_close()
 
         return running()
+
+
+class FlakyOnceAssessor:
+    """Fails its first call with an error nobody foresaw, then assesses offline."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def assess(self, data: AssessmentInput) -> AssessmentResult:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("pool exhausted")
+        return await OfflineAssessor().assess(data)

@@ -10,10 +10,10 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handoffs.ai import AssessmentInput, AssessmentResult, OfflineAssessor
 from handoffs.config import Settings
 from handoffs.models import OutboxMessage
 from tests.conftest import Api, settle
+from tests.fake_anthropic import FlakyOnceAssessor
 from tests.workers import fast_settings, run_jobs
 
 pytestmark = pytest.mark.usefixtures("clean_redis")
@@ -67,15 +67,6 @@ async def test_a_handoffs_jobs_are_counted_timed_and_their_results_recorded(
 async def test_retries_duplicates_and_give_ups_are_counted_apart(
     api: Api, db: AsyncSession, settings: Settings, redis: Any
 ) -> None:
-    class FlakyOnce:
-        calls = 0
-
-        async def assess(self, data: AssessmentInput) -> AssessmentResult:
-            self.calls += 1
-            if self.calls == 1:
-                raise RuntimeError("pool exhausted")
-            return await OfflineAssessor().assess(data)
-
     session = await api.new_session("jane")
     await api.hand_off(session["id"])
     await settle(api.client)
@@ -84,7 +75,7 @@ async def test_retries_duplicates_and_give_ups_are_counted_apart(
         job("enrich_escalation", "done"),
         job("enrich_escalation", "duplicate"),
     )
-    await run_jobs(fast_settings(settings), extra_ctx={"assessor": FlakyOnce()})
+    await run_jobs(fast_settings(settings), extra_ctx={"assessor": FlakyOnceAssessor()})
     outbox = await db.scalar(select(OutboxMessage).where(OutboxMessage.topic == "enrich_escalation"))
     assert outbox is not None
     arq = ArqRedis(connection_pool=redis.connection_pool)

@@ -14,7 +14,14 @@ from handoffs.enums import OutboxStatus
 from handoffs.events import EventBus
 from handoffs.models import OutboxMessage, SessionHandoff
 from tests.conftest import Api, settle
-from tests.fake_anthropic import MODEL, VALID_OUTPUT, FakeMessagesAPI, message, overloaded
+from tests.fake_anthropic import (
+    MODEL,
+    VALID_OUTPUT,
+    FakeMessagesAPI,
+    FlakyOnceAssessor,
+    message,
+    overloaded,
+)
 from tests.workers import fast_settings, job_context, run_jobs
 
 pytestmark = pytest.mark.usefixtures("clean_redis")
@@ -214,19 +221,8 @@ async def test_without_an_api_key_the_offline_assessor_says_so(
 async def test_an_unexpected_error_is_retried_not_dropped(
     api: Api, db: AsyncSession, settings: Settings
 ) -> None:
-    from handoffs.ai import AssessmentInput, AssessmentResult, OfflineAssessor
-
-    class FlakyOnce:
-        calls = 0
-
-        async def assess(self, data: AssessmentInput) -> AssessmentResult:
-            self.calls += 1
-            if self.calls == 1:
-                raise RuntimeError("pool exhausted")
-            return await OfflineAssessor().assess(data)
-
     _, handoff = await _escalate(api)
-    flaky = FlakyOnce()
+    flaky = FlakyOnceAssessor()
     await run_jobs(fast_settings(settings), extra_ctx={"assessor": flaky})
     assert flaky.calls == 2
     assert (await _handoff(db, handoff["id"])).assessment_status == "ready"
