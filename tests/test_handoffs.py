@@ -143,6 +143,22 @@ async def test_claim_sets_claimer_and_moves_the_session_to_them(api: Api) -> Non
     assert detail["assignee_id"] == str(api["sam"].id)
 
 
+async def test_claiming_marks_the_claimers_bell_entry_read_and_no_one_elses(api: Api) -> None:
+    session, handoff = await api.escalated("jane")
+
+    async def entry(who: str) -> dict[str, Any]:
+        notes = (await api.call(who, "GET", "/api/v1/notifications")).json()
+        (note,) = [n for n in notes if n["handoff_id"] == handoff["id"]]
+        return dict(note)
+
+    assert (await entry("sam"))["read_at"] is None
+    assert (await api.call("sam", "POST", claim_path(session, handoff))).status_code == 200
+    assert (await entry("sam"))["read_at"] is not None
+    assert (await entry("ada"))["read_at"] is None
+    assert (await api.call("ada", "POST", claim_path(session, handoff))).status_code == 409
+    assert (await entry("ada"))["read_at"] is None  # losing the race is not dealing with it
+
+
 async def test_second_claim_gets_409_naming_the_winner(api: Api) -> None:
     session, handoff = await api.escalated("jane")
     assert (await api.call("sam", "POST", claim_path(session, handoff))).status_code == 200

@@ -29,7 +29,7 @@ from handoffs.enums import (
 from handoffs.errors import BadRequest, Conflict, Forbidden, NotFound
 from handoffs.handoffs.schemas import HandoffCreate, Person, QueueItem
 from handoffs.handoffs.writes import write_hand_off
-from handoffs.models import AISession, SessionHandoff, SessionMessage, User
+from handoffs.models import AISession, Notification, SessionHandoff, SessionMessage, User
 from handoffs.notifications.titles import escalation_title, snippet
 from handoffs.outbox import OutboxWriter, Topic
 from handoffs.relay import OutboxRelay
@@ -287,6 +287,16 @@ class HandoffService:
             update(AISession)
             .where(AISession.id == session_id, AISession.account_id == user.account_id)
             .values(status=SessionStatus.claimed, assignee_id=user.id, updated_at=now)
+        )
+        # The claimer has dealt with this escalation: its bell entry is read. Others keep theirs.
+        await self.db.execute(
+            update(Notification)
+            .where(
+                Notification.recipient_id == user.id,
+                Notification.handoff_id == handoff_id,
+                Notification.read_at.is_(None),
+            )
+            .values(read_at=now)
         )
         self.outbox.add(
             user.account_id,
