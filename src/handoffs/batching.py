@@ -120,9 +120,8 @@ class Coalescer(Generic[T, R]):
                 future.cancel()
             raise
         for (_, future), result in zip(batch, results, strict=True):
-            if (
-                not future.done()
-            ):  # else its caller was cancelled (a job timeout); the batch ran for the others
+            # A done future's caller was cancelled (a job timeout); the batch ran for the others.
+            if not future.done():
                 future.set_result(result)
 
     async def drain(self) -> None:
