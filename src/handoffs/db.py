@@ -7,11 +7,17 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from handoffs.config import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+#: The type of a list of ids bound as one array (``id = ANY(:ids)``): the statement text stays
+#: the same whatever the list's length, so it stays prepared, unlike ``IN (…)`` expanded per call.
+UUID_ARRAY = ARRAY(PG_UUID(as_uuid=True))
 
 
 def create_engine(

@@ -28,11 +28,10 @@ from arq.jobs import serialize_job
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from sqlalchemy import ColumnElement, Table, any_, bindparam, case, or_, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handoffs import metrics
+from handoffs.db import UUID_ARRAY
 from handoffs.enums import OutboxStatus
 from handoffs.events import EventBus
 from handoffs.models import OutboxMessage
@@ -57,8 +56,6 @@ return 1
 MAX_BATCH = 500
 
 _OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
-#: ``id = ANY(:ids)``: one statement text whatever the batch size, so it stays prepared.
-_UUIDS = ARRAY(PG_UUID(as_uuid=True))
 
 
 class JobQueue(Protocol):
@@ -145,7 +142,7 @@ class OutboxRelay:
 
     async def dispatch(self, ids: Sequence[UUID]) -> int:
         return await self._claim_and_send(
-            (OutboxMessage.id == any_(bindparam("ids", list(ids), type_=_UUIDS)))
+            (OutboxMessage.id == any_(bindparam("ids", list(ids), type_=UUID_ARRAY)))
             & (OutboxMessage.status == OutboxStatus.pending),
             path="fast",
         )

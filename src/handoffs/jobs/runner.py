@@ -19,10 +19,9 @@ from uuid import UUID
 
 from arq import Retry
 from sqlalchemy import Row, any_, bindparam, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 
 from handoffs import metrics
+from handoffs.db import UUID_ARRAY
 from handoffs.enums import OutboxStatus
 from handoffs.jobs.context import JobContext, job_context
 from handoffs.models import OutboxMessage
@@ -89,7 +88,7 @@ Loader = Callable[[JobContext, Sequence[UUID]], Awaitable[Sequence[tuple[OutboxJ
 """Reads many jobs' outbox rows, and whatever else each job needs, in one round trip."""
 
 #: ``WHERE outbox.id = ANY(:ids)``: one statement text for any batch size.
-BATCH_IDS = bindparam("ids", type_=ARRAY(PG_UUID(as_uuid=True)))
+BATCH_IDS = bindparam("ids", type_=UUID_ARRAY)
 _LOAD_ROWS = select(*OutboxJob.COLUMNS).where(OutboxMessage.id == any_(BATCH_IDS))
 
 
