@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+# pgserver narrates every pg_ctl call (with its output) at INFO; its warnings are what matter.
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 
 def free_port() -> int:
