@@ -31,13 +31,8 @@ import asyncio
 import contextlib
 import json
 import math
-import os
-import platform
-import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -55,7 +50,13 @@ from handoffs.deps import CurrentUser, DbSession, provide_user
 from handoffs.enums import OutboxStatus
 from handoffs.models import OutboxMessage
 
-ROOT = Path(__file__).resolve().parents[1]
+# uvicorn's API process imports this file as bench.escalate (the repo root is on its PYTHONPATH);
+# run as a script, bench/ is sys.path[0], from the repo root or from inside bench/.
+if __package__:
+    from . import common
+else:
+    import common
+
 BASELINE_PATH = "/bench/baseline"
 BASELINE_TOPIC = "bench_baseline"
 API = "/api/v1"
@@ -121,14 +122,6 @@ class Run:
         return self.ok / self.elapsed_s if self.elapsed_s else 0.0
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list (``q`` in 0..1)."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
 @dataclass
 class Summary:
     kind: str
@@ -172,8 +165,8 @@ def summarise(runs: list[Run]) -> Summary:
         rps=ok / elapsed if elapsed else 0.0,
         sustained_rps=ok / (elapsed + drain) if elapsed else 0.0,
         drain_s=round(drain, 3),
-        p50_ms=percentile(lat, 0.50) * 1000,
-        p99_ms=percentile(lat, 0.99) * 1000,
+        p50_ms=common.percentile(lat, 0.50) * 1000,
+        p99_ms=common.percentile(lat, 0.99) * 1000,
         rps_per_round=[round(r.rps, 1) for r in runs],
         api_cpu_ms_per_req=cpu["api"] * 1000 / ok if metered and ok else None,
         services_cpu_ms_per_req=cpu["services"] * 1000 / ok if metered and ok else None,
@@ -205,28 +198,15 @@ class CpuMeter:
         self._me = psutil.Process()
         self._services = [psutil.Process(pid) for pid in service_pids if psutil.pid_exists(pid)]
 
-    def _tree_cpu(self, proc: Any) -> float:
-        """A service's CPU: its own, its reaped children's (exited backends) and its live children's."""
-        try:
-            t = proc.cpu_times()
-            total = float(t.user + t.system + t.children_user + t.children_system)
-            for child in proc.children(recursive=True):
-                with contextlib.suppress(self._psutil.Error):
-                    c = child.cpu_times()
-                    total += c.user + c.system
-        except self._psutil.Error:
-            return 0.0
-        return total
-
     def sample(self) -> dict[str, float] | None:
         if self._psutil is None:
             return None
         api, me, m = self._api.cpu_times(), self._me.cpu_times(), self._psutil.cpu_times()
         return {
             "api": api.user + api.system,
-            "services": sum(self._tree_cpu(p) for p in self._services),
+            "services": sum(common.service_cpu(p) for p in self._services),
             "loadgen": me.user + me.system,
-            "machine": m.user + m.nice + m.system + getattr(m, "irq", 0.0) + getattr(m, "softirq", 0.0),
+            "machine": common.busy_seconds(m),
             "steal": getattr(m, "steal", 0.0),
         }
 
@@ -235,19 +215,6 @@ class CpuMeter:
         after = self.sample()
         if run.cpu_before is not None and after is not None:
             run.cpu_s = {k: round(after[k] - run.cpu_before[k], 3) for k in after}
-
-
-def service_pids(svc: Any) -> list[int]:
-    """PIDs of the embedded PostgreSQL postmaster and redis-server (none for external services)."""
-    pids = []
-    if svc.postgres is not None:
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            pidfile = svc.postgres.data_dir / "postmaster.pid"
-            pids.append(int(pidfile.read_text().splitlines()[0]))
-    proc = getattr(svc.redis, "_proc", None)
-    if proc is not None:
-        pids.append(proc.pid)
-    return pids
 
 
 # -- load generator ----------------------------------------------------------------
@@ -348,31 +315,7 @@ async def drive(
 # -- setup: services, data, server ---------------------------------------------------
 
 
-@dataclass
-class Seeded:
-    user_id: UUID
-    account_id: UUID
-
-
-async def seed(settings: Any) -> Seeded:
-    from sqlalchemy import select
-
-    from handoffs.accounts.service import seed_demo
-    from handoffs.db import create_engine, create_sessionmaker
-    from handoffs.models import User
-
-    engine = create_engine(settings)
-    try:
-        async with create_sessionmaker(engine)() as db:
-            await seed_demo(db)
-            jane = await db.scalar(select(User).where(User.email == "jane@acme.test"))
-            assert jane is not None
-            return Seeded(user_id=jane.id, account_id=jane.account_id)
-    finally:
-        await engine.dispose()
-
-
-async def create_sessions(settings: Any, owner: Seeded, n: int, messages: int) -> list[UUID]:
+async def create_sessions(settings: Any, owner: common.Seeded, n: int, messages: int) -> list[UUID]:
     """``n`` active sessions of ``owner``, each with a ``messages``-long transcript, in bulk.
 
     The same rows SessionService.create / add_message write, inserted with
@@ -514,7 +457,7 @@ def api_server(env: dict[str, str], log_path: Path, factory: str = FACTORY) -> I
         "warning",
     ]
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=common.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 60
@@ -566,7 +509,7 @@ class Plan:
 
 
 async def benchmark(
-    base_url: str, meter: CpuMeter, settings: Any, owner: Seeded, plan: Plan
+    base_url: str, meter: CpuMeter, settings: Any, owner: common.Seeded, plan: Plan
 ) -> dict[str, Any]:
     from handoffs.db import create_engine
 
@@ -748,20 +691,6 @@ def markdown(result: dict[str, Any], target: float) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "nproc": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    return info
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument(
@@ -793,10 +722,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from handoffs.config import Settings
-    from handoffs.db import migrate
-    from handoffs.embedded import services
-
     args = parse_args(argv)
     plan = Plan(
         clients=[int(c) for c in args.clients.split(",") if c.strip()],
@@ -806,41 +731,19 @@ def main(argv: list[str] | None = None) -> int:
         warmup=args.warmup or (150 if args.quick else 300),
         messages=args.messages,
     )
-    data_dir = Path(tempfile.mkdtemp(prefix="handoffs-bench-"))
-    secret = secrets.token_urlsafe(48)
-    try:
-        with services(
-            data_dir, os.environ.get("DATABASE_URL") or None, os.environ.get("REDIS_URL") or None
-        ) as svc:
-            settings = Settings(
-                database_url=svc.database_url, redis_url=svc.redis_url, secret_key=secret, data_dir=data_dir
-            )
-            migrate(settings)
-            owner = asyncio.run(seed(settings))
-            env = {
-                **os.environ,
-                "DATABASE_URL": svc.database_url,
-                "REDIS_URL": svc.redis_url,
-                "SECRET_KEY": secret,
-                "HANDOFFS_DATA_DIR": str(data_dir),
-                "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-            }
-            print(
-                f"services: postgres {'embedded' if svc.postgres else 'external'}, "
-                f"redis {'embedded' if svc.redis else 'external'}; data dir {data_dir}",
-                flush=True,
-            )
-            with api_server(env, data_dir / "api.log", args.factory) as (url, pid):
-                print(f"API (1 uvicorn process, pid {pid}) at {url}", flush=True)
-                meter = CpuMeter(pid, service_pids(svc))
-                result = _run_loop(benchmark(url, meter, settings, owner, plan))
-    finally:
-        if not args.keep_data:
-            shutil.rmtree(data_dir, ignore_errors=True)
+    with common.start_stack("handoffs-bench-", args.keep_data) as stack:
+        settings = stack.settings()
+        owner = common.migrate_and_seed(settings, "jane@acme.test")
+        env = stack.env(pythonpath=True)  # uvicorn imports bench.escalate
+        print(f"{stack.describe()}; data dir {stack.data_dir}", flush=True)
+        with api_server(env, stack.data_dir / "api.log", args.factory) as (url, pid):
+            print(f"API (1 uvicorn process, pid {pid}) at {url}", flush=True)
+            meter = CpuMeter(pid, common.service_pids(stack.svc))
+            result = common.run_loop(benchmark(url, meter, settings, owner, plan))
 
-    result["machine"] = machine()
+    result["machine"] = common.machine()
     result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    result["command"] = " ".join([".venv/bin/python", "bench/escalate.py", *(argv or sys.argv[1:])])
+    result["command"] = common.command_line("escalate", argv)
     table = markdown(result, args.target)
     m = result["machine"]
     print(f"\n{m.get('cpu', '?')}, nproc={m['nproc']}, Python {m['python']}\n")
@@ -853,21 +756,9 @@ def main(argv: list[str] | None = None) -> int:
         for sample in run["error_samples"]:
             print(f"  error ({run['kind']}, {run['clients']} clients): {sample}")
     if not args.no_json:
-        out = args.json or ROOT / "bench" / "out" / f"escalate-{datetime.now():%Y%m%d-%H%M%S}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2, default=str))
-        print(f"\nJSON: {out}")
+        common.write_json(result, args.json, "escalate")
     ok = result["total_errors"] == 0 and all(result["checks"].values())
     return 0 if ok else 1
-
-
-def _run_loop(coro: Any) -> Any:
-    """The load generator on uvloop when available (as the server is), else asyncio."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return asyncio.run(coro)
-    return uvloop.run(coro)
 
 
 if __name__ == "__main__":

@@ -23,16 +23,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import os
 import platform
 import resource
-import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -41,7 +37,19 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-ROOT = Path(__file__).resolve().parents[1]
+# bench/common.py, a sibling: run as a script, bench/ is sys.path[0] (from the repo root or bench/).
+from common import (
+    ROOT,
+    busy_seconds,
+    command_line,
+    cpu_model,
+    migrate_and_seed,
+    percentile,
+    run_loop,
+    start_stack,
+    write_json,
+)
+
 STREAM_PATH = "/api/v1/ai-sessions/escalations/stream"
 BENCH_CLIENT_NAME = "handoffs-bench"
 MARKER = b'"bench_seq":'
@@ -143,12 +151,6 @@ class Subscriber(asyncio.Protocol):
         self.tally.lost += 1
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return math.nan
-    return sorted_values[max(1, math.ceil(q * len(sorted_values))) - 1]
-
-
 # -- replicas ----------------------------------------------------------------------------------
 
 
@@ -218,8 +220,7 @@ def machine_busy() -> float:
     """CPU seconds the whole machine has been busy (all cores, everything but idle and iowait)."""
     import psutil
 
-    t = psutil.cpu_times()
-    return float(t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0))
+    return busy_seconds(psutil.cpu_times())
 
 
 def cpu_seconds(pid: int) -> float:
@@ -432,24 +433,6 @@ def _event(account_id: UUID, seq: int) -> dict[str, Any]:
 # -- setup ---------------------------------------------------------------------------------------
 
 
-async def seed(settings: Any) -> tuple[UUID, UUID]:
-    from sqlalchemy import select
-
-    from handoffs.accounts.service import seed_demo
-    from handoffs.db import create_engine, create_sessionmaker
-    from handoffs.models import User
-
-    engine = create_engine(settings)
-    try:
-        async with create_sessionmaker(engine)() as db:
-            await seed_demo(db)
-            sam = await db.scalar(select(User).where(User.email == "sam@acme.test"))
-            assert sam is not None
-            return sam.id, sam.account_id
-    finally:
-        await engine.dispose()
-
-
 def mint_token(secret: str, user_id: UUID) -> str:
     from litestar.security.jwt import Token
 
@@ -458,13 +441,8 @@ def mint_token(secret: str, user_id: UUID) -> str:
 
 
 def machine() -> dict[str, Any]:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {"cpu": cpu, "nproc": os.cpu_count(), "python": platform.python_version()}
+    """Fewer fields than ``common.machine()``, ``cpu`` always there: as this benchmark's JSON has them."""
+    return {"cpu": cpu_model() or "", "nproc": os.cpu_count(), "python": platform.python_version()}
 
 
 def markdown(levels: list[Level]) -> str:
@@ -500,10 +478,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from handoffs.config import Settings
-    from handoffs.db import migrate
-    from handoffs.embedded import services
-
     args = parse_args(argv)
     levels = [int(x) for x in (args.levels or ("200,1000" if args.quick else "1000,5000,10000")).split(",")]
     events = args.events or (10 if args.quick else 30)
@@ -511,74 +485,41 @@ def main(argv: list[str] | None = None) -> int:
     if fd_limit < max(levels) + 200:
         print(f"open-files limit is {fd_limit}: too low for {max(levels)} sockets", file=sys.stderr)
         return 2
-    data_dir = Path(tempfile.mkdtemp(prefix="handoffs-fanout-"))
-    secret = secrets.token_urlsafe(48)
     results: list[Level] = []
-    try:
-        with services(
-            data_dir, os.environ.get("DATABASE_URL") or None, os.environ.get("REDIS_URL") or None
-        ) as svc:
-            settings = Settings(
-                database_url=svc.database_url, redis_url=svc.redis_url, secret_key=secret, data_dir=data_dir
-            )
-            migrate(settings)
-            user_id, account_id = asyncio.run(seed(settings))
-            token = mint_token(secret, user_id)
-            env = {
-                **os.environ,
-                "DATABASE_URL": svc.database_url,
-                "REDIS_URL": svc.redis_url,
-                "SECRET_KEY": secret,
-                "HANDOFFS_DATA_DIR": str(data_dir),
-            }
-            print(
-                f"services: postgres {'embedded' if svc.postgres else 'external'}, "
-                f"redis {'embedded' if svc.redis else 'external'}; open-files limit {fd_limit}",
-                flush=True,
-            )
-            for n in levels:
-                with replicas(env, args.replicas, data_dir) as reps:
-                    print(
-                        f"N={n}: {args.replicas} fresh replicas, {events} events every {args.interval}s",
-                        flush=True,
-                    )
-                    level = _run_loop(
-                        run_level(n, reps, token, account_id, svc.redis_url, events, args.interval)
-                    )
-                    results.append(level)
-                    print(f"  {asdict(level)}", flush=True)
-    finally:
-        if not args.keep_data:
-            shutil.rmtree(data_dir, ignore_errors=True)
+    with start_stack("handoffs-fanout-", args.keep_data) as stack:
+        settings = stack.settings()
+        owner = migrate_and_seed(settings, "sam@acme.test")
+        token = mint_token(stack.secret, owner.user_id)
+        env = stack.env(pythonpath=False)  # the replicas serve handoffs.app alone
+        print(f"{stack.describe()}; open-files limit {fd_limit}", flush=True)
+        for n in levels:
+            with replicas(env, args.replicas, stack.data_dir) as reps:
+                print(
+                    f"N={n}: {args.replicas} fresh replicas, {events} events every {args.interval}s",
+                    flush=True,
+                )
+                level = run_loop(
+                    run_level(n, reps, token, owner.account_id, stack.svc.redis_url, events, args.interval)
+                )
+                results.append(level)
+                print(f"  {asdict(level)}", flush=True)
 
     m = machine()
     print(f"\n{m['cpu']}, nproc={m['nproc']}, Python {m['python']}\n")
     print(markdown(results))
     if not args.no_json:
-        out = args.json or ROOT / "bench" / "out" / f"fanout-{datetime.now():%Y%m%d-%H%M%S}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(
-            json.dumps(
-                {
-                    "levels": [asdict(lv) for lv in results],
-                    "machine": m,
-                    "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "command": " ".join([".venv/bin/python", "bench/fanout.py", *(argv or sys.argv[1:])]),
-                    "targets": {"p99_ms": TARGET_P99_MS, "kb_per_connection": TARGET_KB_PER_CONNECTION},
-                },
-                indent=2,
-            )
+        write_json(
+            {
+                "levels": [asdict(lv) for lv in results],
+                "machine": m,
+                "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "command": command_line("fanout", argv),
+                "targets": {"p99_ms": TARGET_P99_MS, "kb_per_connection": TARGET_KB_PER_CONNECTION},
+            },
+            args.json,
+            "fanout",
         )
-        print(f"\nJSON: {out}")
     return 0 if all(lv.missing == 0 and lv.ready == lv.subscribers for lv in results) else 1
-
-
-def _run_loop(coro: Any) -> Any:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return asyncio.run(coro)
-    return uvloop.run(coro)
 
 
 if __name__ == "__main__":

@@ -40,13 +40,9 @@ import contextlib
 import json
 import logging
 import os
-import platform
-import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -56,10 +52,24 @@ from uuid import UUID, uuid4
 
 import msgspec
 
+# bench/common.py, a sibling: run as a script, bench/ is sys.path[0] (from the repo root or bench/).
+from common import (
+    ROOT,
+    Seeded,
+    busy_seconds,
+    command_line,
+    git_state,
+    machine,
+    migrate_and_seed,
+    service_cpu,
+    service_pids,
+    start_stack,
+    write_json,
+)
+
 from handoffs.ai import AssessmentInput, AssessmentResult, ModelOutput
 
 THIS = Path(__file__).resolve()
-ROOT = THIS.parents[1]
 NOOP = "bench_noop"
 #: application_name of this process's own DB connections, left out of the worker's count.
 DRIVER_APP = "bench-driver"
@@ -314,18 +324,6 @@ class Cpu:
         self.psutil = psutil
         self.services = [psutil.Process(pid) for pid in service_pids if psutil.pid_exists(pid)]
 
-    def _tree(self, proc: Any) -> float:
-        try:
-            t = proc.cpu_times()
-            total = float(t.user + t.system + t.children_user + t.children_system)
-            for child in proc.children(recursive=True):
-                with contextlib.suppress(self.psutil.Error):
-                    c = child.cpu_times()
-                    total += c.user + c.system
-        except self.psutil.Error:
-            return 0.0
-        return total
-
     def sample(self, worker_pid: int) -> dict[str, float] | None:
         """CPU seconds so far: worker (user, system), this driver process, services, whole machine."""
         if self.psutil is None:
@@ -341,23 +339,10 @@ class Cpu:
             "worker_system": w.system,
             # With --in-process the driver IS the worker; count it once.
             "driver": 0.0 if worker_pid == os.getpid() else me.user + me.system,
-            "services": sum(self._tree(p) for p in self.services),
-            "machine": m.user + m.nice + m.system + getattr(m, "irq", 0.0) + getattr(m, "softirq", 0.0),
+            "services": sum(service_cpu(p) for p in self.services),
+            "machine": busy_seconds(m),
             "steal": getattr(m, "steal", 0.0),
         }
-
-
-def service_pids(svc: Any) -> list[int]:
-    """PIDs of the embedded PostgreSQL postmaster and redis-server (none for external services)."""
-    pids = []
-    if svc.postgres is not None:
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            pidfile = svc.postgres.data_dir / "postmaster.pid"
-            pids.append(int(pidfile.read_text().splitlines()[0]))
-    proc = getattr(svc.redis, "_proc", None)
-    if proc is not None:
-        pids.append(proc.pid)
-    return pids
 
 
 async def redis_calls(redis: Any) -> dict[str, int]:
@@ -417,30 +402,6 @@ class ConnectionSampler:
 
 
 # -- driver side: data -----------------------------------------------------------------------
-
-
-@dataclass
-class Seeded:
-    user_id: UUID
-    account_id: UUID
-
-
-async def seed(settings: Any) -> Seeded:
-    from sqlalchemy import select
-
-    from handoffs.accounts.service import seed_demo
-    from handoffs.db import create_engine, create_sessionmaker
-    from handoffs.models import User
-
-    engine = create_engine(settings)
-    try:
-        async with create_sessionmaker(engine)() as db:
-            await seed_demo(db)
-            jane = await db.scalar(select(User).where(User.email == "jane@acme.test"))
-            assert jane is not None
-            return Seeded(user_id=jane.id, account_id=jane.account_id)
-    finally:
-        await engine.dispose()
 
 
 NOTES = (
@@ -1062,36 +1023,6 @@ def _per_batch(result: dict[str, Any]) -> str:
     return ", ".join(parts) or "-"
 
 
-def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "nproc": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    return info
-
-
-def git_state() -> dict[str, Any]:
-    """The commit measured, and which files under src/ differed from it (uncommitted work)."""
-
-    def git(*args: str) -> str:
-        try:
-            out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return ""
-        return out.stdout.strip()
-
-    return {
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "dirty_src": git("status", "--short", "src").splitlines(),
-    }
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="smoke run: 1 round of 300 jobs, 100 x 5 s slow jobs")
@@ -1130,8 +1061,6 @@ def main(argv: list[str] | None = None) -> int:
         return worker_child(args.latency, args.stats, args.quiet_worker)
 
     from handoffs.config import Settings
-    from handoffs.db import migrate
-    from handoffs.embedded import services
 
     plan = Plan(
         jobs=args.jobs or (300 if args.quick else 2000),
@@ -1146,44 +1075,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     slow_target = args.slow_target or (15.0 if args.quick else 30.0)
     git = git_state()
-    data_dir = Path(tempfile.mkdtemp(prefix="handoffs-bench-jobs-"))
-    secret = secrets.token_urlsafe(48)
-    try:
-        with services(
-            data_dir, os.environ.get("DATABASE_URL") or None, os.environ.get("REDIS_URL") or None
-        ) as svc:
-            env = {
-                **os.environ,
-                "DATABASE_URL": svc.database_url,
-                "REDIS_URL": svc.redis_url,
-                "SECRET_KEY": secret,
-                "HANDOFFS_DATA_DIR": str(data_dir),
-                "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-            }
-            # The same environment the worker process reads: one source of settings for both.
-            os.environ.update(env)
-            settings = Settings.from_env()
-            migrate(settings)
-            owner = asyncio.run(seed(settings))
-            print(
-                f"services: postgres {'embedded' if svc.postgres else 'external'}, "
-                f"redis {'embedded' if svc.redis else 'external'}; data dir {data_dir}",
-                flush=True,
-            )
-            # This process's own logs (and, with --in-process, the worker's) go to a file, at INFO as the CLI.
-            logging.basicConfig(
-                level=logging.INFO, format=LOG_FORMAT, filename=str(data_dir / "driver.log"), force=True
-            )
-            result = asyncio.run(benchmark(settings, owner, svc, env, data_dir, plan))
-    finally:
-        if not args.keep_data:
-            shutil.rmtree(data_dir, ignore_errors=True)
+    with start_stack("handoffs-bench-jobs-", args.keep_data) as stack:
+        env = stack.env(pythonpath=True)
+        # The same environment the worker process reads: one source of settings for both.
+        os.environ.update(env)
+        settings = Settings.from_env()
+        owner = migrate_and_seed(settings, "jane@acme.test")
+        print(f"{stack.describe()}; data dir {stack.data_dir}", flush=True)
+        # This process's own logs (and, with --in-process, the worker's) go to a file, at INFO as the CLI.
+        logging.basicConfig(
+            level=logging.INFO, format=LOG_FORMAT, filename=str(stack.data_dir / "driver.log"), force=True
+        )
+        result = asyncio.run(benchmark(settings, owner, stack.svc, env, stack.data_dir, plan))
 
     summary = summarise(result, args.target, slow_target)
     result["summary"] = summary
     result["machine"] = machine()
     result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    result["command"] = " ".join([".venv/bin/python", "bench/jobs.py", *(argv or sys.argv[1:])])
+    result["command"] = command_line("jobs", argv)
     result["git"] = git  # as the run began
     m = result["machine"]
     print(
@@ -1191,10 +1100,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(markdown(result, summary, args.target, slow_target))
     if not args.no_json:
-        out = args.json or ROOT / "bench" / "out" / f"jobs-{datetime.now():%Y%m%d-%H%M%S}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2, default=str))
-        print(f"\nJSON: {out}")
+        write_json(result, args.json, "jobs")
     return 0 if summary["failures"] == 0 and result["final_state"]["all_done"] else 1
 
 

@@ -1,0 +1,243 @@
+"""What the benchmarks share: their services and seed data, the event loop, CPU accounting, run info.
+
+A benchmark run as a script imports this as ``common`` (its folder, bench/, is
+then ``sys.path[0]``, from the repo root or from inside bench/); uvicorn's API
+process imports ``bench.escalate``, which imports it as ``bench.common``.
+Everything from ``handoffs`` is imported where it is used, as in the scripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# -- services: PostgreSQL + Redis, a data dir, a secret -------------------------------------------
+
+
+@dataclass
+class Stack:
+    """One run's services (``handoffs.embedded.services``), its temporary data dir and its secret key."""
+
+    svc: Any
+    data_dir: Path
+    secret: str
+
+    def settings(self) -> Any:
+        """Settings for this process, built from the stack alone (not from the environment)."""
+        from handoffs.config import Settings
+
+        return Settings(
+            database_url=self.svc.database_url,
+            redis_url=self.svc.redis_url,
+            secret_key=self.secret,
+            data_dir=self.data_dir,
+        )
+
+    def env(self, *, pythonpath: bool) -> dict[str, str]:
+        """This process's environment pointed at the stack, for the processes a benchmark starts.
+
+        ``pythonpath`` puts the repo root first on PYTHONPATH, so they can import ``bench.*``.
+        """
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.svc.database_url,
+            "REDIS_URL": self.svc.redis_url,
+            "SECRET_KEY": self.secret,
+            "HANDOFFS_DATA_DIR": str(self.data_dir),
+        }
+        if pythonpath:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        return env
+
+    def describe(self) -> str:
+        svc = self.svc
+        return (
+            f"services: postgres {'embedded' if svc.postgres else 'external'}, "
+            f"redis {'embedded' if svc.redis else 'external'}"
+        )
+
+
+@contextlib.contextmanager
+def start_stack(prefix: str, keep_data: bool) -> Iterator[Stack]:
+    """Embedded PostgreSQL and Redis in a fresh temp dir (unless DATABASE_URL / REDIS_URL are set).
+
+    The data dir is removed afterwards unless ``keep_data``.
+    """
+    from handoffs.embedded import services
+
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    secret = secrets.token_urlsafe(48)
+    try:
+        with services(
+            data_dir, os.environ.get("DATABASE_URL") or None, os.environ.get("REDIS_URL") or None
+        ) as svc:
+            yield Stack(svc, data_dir, secret)
+    finally:
+        if not keep_data:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def service_pids(svc: Any) -> list[int]:
+    """PIDs of the embedded PostgreSQL postmaster and redis-server (none for external services)."""
+    pids = []
+    if svc.postgres is not None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pidfile = svc.postgres.data_dir / "postmaster.pid"
+            pids.append(int(pidfile.read_text().splitlines()[0]))
+    proc = getattr(svc.redis, "_proc", None)
+    if proc is not None:
+        pids.append(proc.pid)
+    return pids
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Seeded:
+    user_id: UUID
+    account_id: UUID
+
+
+async def seed(settings: Any, email: str) -> Seeded:
+    """The demo accounts and users (``seed_demo``); returns the demo user with ``email``."""
+    from sqlalchemy import select
+
+    from handoffs.accounts.service import seed_demo
+    from handoffs.db import create_engine, create_sessionmaker
+    from handoffs.models import User
+
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as db:
+            await seed_demo(db)
+            user = await db.scalar(select(User).where(User.email == email))
+            assert user is not None
+            return Seeded(user_id=user.id, account_id=user.account_id)
+    finally:
+        await engine.dispose()
+
+
+def migrate_and_seed(settings: Any, email: str) -> Seeded:
+    """Migrate the database to the latest schema, then ``seed`` it."""
+    from handoffs.db import migrate
+
+    migrate(settings)
+    return asyncio.run(seed(settings, email))
+
+
+# -- running and measuring ------------------------------------------------------------------------
+
+
+def run_loop(coro: Any) -> Any:
+    """The load generator on uvloop when available (as the server is), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list (``q`` in 0..1)."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def service_cpu(proc: Any) -> float:
+    """A service's CPU seconds: its own, its reaped children's (exited backends) and its live children's.
+
+    ``proc`` is a ``psutil.Process``; 0.0 once it is gone.
+    """
+    import psutil
+
+    try:
+        t = proc.cpu_times()
+        total = float(t.user + t.system + t.children_user + t.children_system)
+        for child in proc.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                c = child.cpu_times()
+                total += c.user + c.system
+    except psutil.Error:
+        return 0.0
+    return total
+
+
+def busy_seconds(t: Any) -> float:
+    """CPU seconds the machine has been busy (all cores; all but idle, iowait and steal).
+
+    ``t`` is ``psutil.cpu_times()``.
+    """
+    return float(t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0))
+
+
+# -- what ran where --------------------------------------------------------------------------------
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (None where there is none)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return None
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    cpu = cpu_model()
+    if cpu is not None:
+        info["cpu"] = cpu
+    return info
+
+
+def git_state() -> dict[str, Any]:
+    """The commit measured, and which files under src/ differed from it (uncommitted work)."""
+
+    def git(*args: str) -> str:
+        try:
+            out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return out.stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "dirty_src": git("status", "--short", "src").splitlines(),
+    }
+
+
+def command_line(name: str, argv: list[str] | None) -> str:
+    """How the benchmark ``name`` was run, as its JSON records it."""
+    return " ".join([".venv/bin/python", f"bench/{name}.py", *(argv or sys.argv[1:])])
+
+
+def write_json(data: dict[str, Any], path: Path | None, name: str) -> None:
+    """Write ``data`` to ``path`` (default bench/out/<name>-<local time>.json) and say where."""
+    out = path or ROOT / "bench" / "out" / f"{name}-{datetime.now():%Y%m%d-%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=2, default=str))
+    print(f"\nJSON: {out}")
