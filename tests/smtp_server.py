@@ -18,12 +18,18 @@ class Inbox:
     def __init__(self) -> None:
         self.messages: list[Message] = []
         self.fail_next = 0
+        self.connections = 0
+        """SMTP sessions that sent at least one message."""
+        self._peers: set[Any] = set()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.fail_next > 0:
             self.fail_next -= 1
             return "451 4.3.0 Try again later"
         self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        if session.peer not in self._peers:  # (host, port): one per client connection
+            self._peers.add(session.peer)
+            self.connections += 1
         return "250 OK"
 
     def to(self, address: str) -> list[Message]:

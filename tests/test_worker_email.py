@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.config import Settings
-from handoffs.enums import DeliveryStatus
+from handoffs.enums import DeliveryStatus, OutboxStatus
 from handoffs.models import EmailDelivery, OutboxMessage
 from tests.conftest import Api, settle
 from tests.smtp_server import Inbox, smtp_server
@@ -44,6 +44,7 @@ async def test_each_senior_gets_one_mail_with_the_escalation(
     handoff = await _escalate(api)
     await run_jobs(fast_settings(settings, smtp_url=url, smtp_from="desk@acme.test"))
     assert sorted(m["To"] for m in inbox.messages) == sorted(SENIORS)
+    assert inbox.connections == 1  # one SMTP connection carried all of the job's mails
     mail = inbox.to("sam@acme.test")[0]
     assert mail["Subject"] == "Escalation from Jane · #12345: Outlook is failing to sync email for finance"
     assert mail["From"] == "desk@acme.test"
@@ -83,6 +84,27 @@ async def test_a_temporary_smtp_failure_is_retried(
     deliveries = (await db.scalars(select(EmailDelivery))).all()
     assert {d.status for d in deliveries} == {DeliveryStatus.sent}
     assert sum(d.attempts for d in deliveries) == len(SENIORS) + 2
+
+
+async def test_an_unreachable_smtp_server_is_retried_then_each_delivery_says_why(
+    api: Api, settings: Settings, db: AsyncSession
+) -> None:
+    from handoffs.embedded import free_port
+
+    handoff = await _escalate(api)
+    await run_jobs(fast_settings(settings, smtp_url=f"smtp://127.0.0.1:{free_port()}", job_max_attempts=3))
+    deliveries = (
+        await db.scalars(select(EmailDelivery).where(EmailDelivery.handoff_id == handoff["id"]))
+    ).all()
+    assert sorted(d.email for d in deliveries) == sorted(SENIORS)
+    assert {d.status for d in deliveries} == {DeliveryStatus.failed}
+    assert {d.attempts for d in deliveries} == {3}
+    assert all("connect" in (d.last_error or "").lower() for d in deliveries), [
+        d.last_error for d in deliveries
+    ]
+    row = await db.scalar(select(OutboxMessage).where(OutboxMessage.topic == "send_escalation_emails"))
+    assert row is not None
+    assert (row.status, row.attempts) == (OutboxStatus.failed, 3)
 
 
 async def test_without_smtp_deliveries_are_recorded_as_skipped(

@@ -10,6 +10,7 @@ with the same Message-ID so mail systems can fold the copies.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,16 @@ class SmtpTarget:
             use_tls=tls,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
+        )
+
+    def client(self) -> aiosmtplib.SMTP:
+        return aiosmtplib.SMTP(
+            hostname=self.hostname,
+            port=self.port,
+            use_tls=self.use_tls,
+            username=self.username,
+            password=self.password,
+            timeout=30,
         )
 
 
@@ -108,28 +119,29 @@ async def _send_all(jc: JobContext, row: OutboxJob, attempt: int, _: object) -> 
 
     target = SmtpTarget.parse(jc.settings.smtp_url)
     sent, failures = 0, []
-    for user in recipients:
-        if not await _claim(jc, handoff_id, user.id):
-            continue  # already sent, skipped, or being sent by another run
-        message = _message(jc.settings, title, handoff, session, user, creator_name)
-        try:
-            await aiosmtplib.send(
-                message,
-                hostname=target.hostname,
-                port=target.port,
-                use_tls=target.use_tls,
-                username=target.username,
-                password=target.password,
-                timeout=30,
-            )
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            failures.append(f"{user.email}: {exc}")
-            metrics.EMAILS.labels("failed").inc()
-            await _mark(jc, handoff_id, user.id, DeliveryStatus.failed, error=str(exc))
-            continue
-        await _mark(jc, handoff_id, user.id, DeliveryStatus.sent, message_id=str(message["Message-ID"]))
-        metrics.EMAILS.labels("sent").inc()
-        sent += 1
+    smtp: aiosmtplib.SMTP | None = None  # one connection for all of the job's mails, opened on need
+    try:
+        for user in recipients:
+            if not await _claim(jc, handoff_id, user.id):
+                continue  # already sent, skipped, or being sent by another run
+            message = _message(jc.settings, title, handoff, session, user, creator_name)
+            try:
+                if smtp is None or not smtp.is_connected:  # first mail, or the server hung up
+                    smtp = target.client()
+                    await smtp.connect()
+                await smtp.send_message(message)
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                failures.append(f"{user.email}: {exc}")
+                metrics.EMAILS.labels("failed").inc()
+                await _mark(jc, handoff_id, user.id, DeliveryStatus.failed, error=str(exc))
+                continue
+            await _mark(jc, handoff_id, user.id, DeliveryStatus.sent, message_id=str(message["Message-ID"]))
+            metrics.EMAILS.labels("sent").inc()
+            sent += 1
+    finally:
+        if smtp is not None and smtp.is_connected:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await smtp.quit()
     if failures:
         raise TransientError(
             f"{len(failures)} of {len(recipients)} emails failed: {'; '.join(failures)[:500]}"
