@@ -148,18 +148,51 @@ def worker(check: bool) -> None:
     run_worker(options)
 
 
+#: The arq job functions (`handoffs.jobs.worker.FUNCTIONS`), spelled out to keep the CLI quick to start.
+JOB_TOPICS = ["enrich_escalation", "send_escalation_emails", "push_to_psa"]
+
+
 @main.command()
 @data_dir_option
-@click.option("--limit", default=20, show_default=True, type=int)
-def outbox(data_dir: str | None, limit: int) -> None:
-    """Show outbox rows by status, and the latest that are pending or failed."""
+@click.option("--limit", default=20, show_default=True, type=int, help="Rows to list (and to retry).")
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Run failed jobs again from their first attempt (after an outage or a credentials fix).",
+)
+@click.option("--topic", type=click.Choice(JOB_TOPICS), help="With --retry-failed: only these jobs.")
+def outbox(data_dir: str | None, limit: int, retry_failed: bool, topic: str | None) -> None:
+    """Show outbox rows by status, and the latest that are pending or failed; or retry the failed."""
     from sqlalchemy import func, select
 
     from handoffs.db import create_engine, create_sessionmaker
     from handoffs.enums import OutboxStatus
     from handoffs.models import OutboxMessage
 
-    async def run(settings: Settings) -> None:
+    if topic and not retry_failed:
+        raise click.UsageError("--topic goes with --retry-failed")
+
+    async def retry(settings: Settings) -> None:
+        from redis.asyncio import Redis
+
+        from handoffs.events import EventBus
+        from handoffs.jobs.retry import retry_failed as retry_failed_jobs
+        from handoffs.relay import ArqJobQueue, OutboxRelay
+
+        engine = create_engine(settings)
+        redis = Redis.from_url(settings.redis)
+        try:
+            sessionmaker = create_sessionmaker(engine)
+            relay = OutboxRelay(sessionmaker, EventBus(redis), ArqJobQueue(redis))
+            retried = await retry_failed_jobs(sessionmaker, redis, relay, topic=topic, limit=limit)
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+        for row_id, row_topic in retried:
+            click.echo(f"queued again: {row_topic:<24} {row_id}")
+        click.echo(f"{len(retried)} failed jobs queued again" if retried else "no failed jobs to retry")
+
+    async def show(settings: Settings) -> None:
         engine = create_engine(settings)
         try:
             async with create_sessionmaker(engine)() as db:
@@ -169,8 +202,8 @@ def outbox(data_dir: str | None, limit: int) -> None:
                     )
                 )
                 click.echo("status      topic                      rows")
-                for status, topic, count in sorted(counts.all(), key=lambda r: (r[0].value, r[1])):
-                    click.echo(f"{status.value:<11} {topic:<26} {count}")
+                for status, row_topic, count in sorted(counts.all(), key=lambda r: (r[0].value, r[1])):
+                    click.echo(f"{status.value:<11} {row_topic:<26} {count}")
                 rows = await db.scalars(
                     select(OutboxMessage)
                     .where(OutboxMessage.status.in_([OutboxStatus.pending, OutboxStatus.failed]))
@@ -186,7 +219,7 @@ def outbox(data_dir: str | None, limit: int) -> None:
             await engine.dispose()
 
     with _running_services(_settings(data_dir)) as settings:
-        asyncio.run(run(settings))
+        asyncio.run(retry(settings) if retry_failed else show(settings))
 
 
 @main.command()
