@@ -135,7 +135,15 @@ class _Seen:
 async def _run(
     jc: JobContext, attempt: int, outbox_id: UUID, body: JobBody, give_up: GiveUp, load: Loader, seen: _Seen
 ) -> str:
-    row, extra = await jc.coalesced(load)(outbox_id)
+    try:
+        row, extra = await jc.coalesced(load)(outbox_id)
+    except Exception as exc:
+        # The database is away (a restart, a failover): nothing can be recorded, so retry with
+        # backoff. Letting arq fail the job would keep its result and block this id for an hour.
+        if attempt >= jc.settings.job_max_attempts:
+            raise
+        log.warning("outbox row %s: could not be read on attempt %d (%r); retrying", outbox_id, attempt, exc)
+        raise Retry(defer=_backoff(jc, attempt)) from exc
     if row is None:
         seen.outcome = "gone"
         return "outbox row is gone"
@@ -157,9 +165,7 @@ async def _run(
     except TransientError as exc:
         limit = min(exc.max_attempts or jc.settings.job_max_attempts, jc.settings.job_max_attempts)
         if attempt < limit:
-            defer = backoff_seconds(
-                attempt, jc.settings.job_retry_base_seconds, jc.settings.job_retry_cap_seconds
-            )
+            defer = _backoff(jc, attempt)
             await _record(jc, row.id, attempt, error=exc.reason)
             log.info(
                 "%s %s: attempt %d failed (%s); retrying in %.1fs",
@@ -178,6 +184,10 @@ async def _run(
     if not isinstance(outcome, Recorded):
         await _record(jc, row.id, attempt, status=OutboxStatus.done)
     return str(outcome)
+
+
+def _backoff(jc: JobContext, attempt: int) -> float:
+    return backoff_seconds(attempt, jc.settings.job_retry_base_seconds, jc.settings.job_retry_cap_seconds)
 
 
 async def _fail(jc: JobContext, row: OutboxJob, attempt: int, reason: str, give_up: GiveUp) -> str:
