@@ -64,3 +64,36 @@ async def test_a_job_whose_row_cannot_be_read_is_retried_until_its_last_attempt(
         ctx["job_try"] = settings.job_max_attempts
         with pytest.raises(ConnectionError):
             await run_outbox_job(ctx, str(outbox.id), body, give_up, load=read_after_a_restart)
+
+
+async def test_a_retry_is_not_lost_when_the_database_cannot_record_the_attempt(
+    api: Api, db: AsyncSession, settings: Settings, redis: Any
+) -> None:
+    from dataclasses import replace
+
+    from handoffs.db import create_engine, create_sessionmaker
+    from handoffs.embedded import free_port
+    from handoffs.jobs.runner import TransientError
+
+    session = await api.new_session("jane")
+    await api.hand_off(session["id"])
+    await settle(api.client)
+    outbox = await db.scalar(select(OutboxMessage).where(OutboxMessage.topic == "enrich_escalation"))
+    assert outbox is not None
+    nowhere = create_engine(
+        replace(settings, database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/gone"), pre_ping=False
+    )
+
+    async def body(jc: JobContext, row: OutboxJob, attempt: int, extra: object) -> str:
+        jc.sessionmaker = create_sessionmaker(nowhere)  # the database went away mid-job
+        raise TransientError("the AI service is busy (529); will retry")
+
+    async def give_up(jc: JobContext, row: OutboxJob, reason: str) -> None:
+        raise AssertionError("nothing failed for good")
+
+    try:
+        async with job_context(settings, redis) as jc:
+            with pytest.raises(Retry):
+                await run_outbox_job({CTX_KEY: jc, "job_try": 1}, str(outbox.id), body, give_up)
+    finally:
+        await nowhere.dispose()

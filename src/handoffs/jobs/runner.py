@@ -166,7 +166,10 @@ async def _run(
         limit = min(exc.max_attempts or jc.settings.job_max_attempts, jc.settings.job_max_attempts)
         if attempt < limit:
             defer = _backoff(jc, attempt)
-            await _record(jc, row.id, attempt, error=exc.reason)
+            try:
+                await _record(jc, row.id, attempt, error=exc.reason)
+            except Exception as record_exc:  # the database may be why it failed: retry all the same
+                log.warning("%s %s: could not record attempt %d: %r", row.topic, row.id, attempt, record_exc)
             log.info(
                 "%s %s: attempt %d failed (%s); retrying in %.1fs",
                 row.topic,
