@@ -19,6 +19,19 @@ from handoffs.embedded import free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """`handoffs <args>` as its own process, pointed at the test database and Redis."""
+    return subprocess.run(
+        [sys.executable, "-m", "handoffs.cli", *args],
+        cwd=ROOT,
+        env=replica_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def replica_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env.update(

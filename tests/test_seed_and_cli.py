@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from handoffs.accounts.service import DEMO_USERS, seed_demo
 from handoffs.config import Settings
 from handoffs.models import Account, Team, User
-from tests.replicas import ROOT, replica_env
+from tests.replicas import ROOT, run_cli
 
 
 async def _snapshot(db: AsyncSession) -> list[tuple[str, ...]]:
@@ -37,22 +37,10 @@ async def test_seed_creates_the_documented_demo_users(db: AsyncSession, engine: 
     }
 
 
-def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "handoffs.cli", *args],
-        cwd=ROOT,
-        env=replica_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 async def test_cli_seed_and_migrate_are_idempotent(settings: Settings, engine: AsyncEngine) -> None:
-    migrate = _cli(settings, "migrate")
+    migrate = run_cli(settings, "migrate")
     assert migrate.returncode == 0, migrate.stderr
-    seed = _cli(settings, "seed")
+    seed = run_cli(settings, "seed")
     assert seed.returncode == 0, seed.stderr
     assert "seeded: 0 users added" in seed.stdout
 
@@ -60,7 +48,7 @@ async def test_cli_seed_and_migrate_are_idempotent(settings: Settings, engine: A
 async def test_cli_create_user_makes_a_user_who_can_sign_in(
     settings: Settings, api, engine: AsyncEngine
 ) -> None:  # type: ignore[no-untyped-def]
-    created = _cli(
+    created = run_cli(
         settings,
         "create-user", "--email", "new@initech.test", "--name", "Peter Gibbons",
         "--account", "Initech", "--role", "admin", "--password", "s3cret-pass",
@@ -71,7 +59,7 @@ async def test_cli_create_user_makes_a_user_who_can_sign_in(
     )
     assert login.status_code == 200
     assert login.json()["user"]["role"] == "admin"
-    again = _cli(
+    again = run_cli(
         settings,
         "create-user", "--email", "new@initech.test", "--name", "Peter", "--account", "Initech", "--password", "x",
     )  # fmt: skip

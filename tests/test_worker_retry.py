@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections import Counter
 from typing import Any
 
@@ -23,7 +22,7 @@ from handoffs.models import EmailDelivery, OutboxMessage, SessionHandoff
 from handoffs.relay import ArqJobQueue, OutboxRelay
 from tests.conftest import Api, settle
 from tests.fake_anthropic import VALID_OUTPUT, FakeMessagesAPI, message
-from tests.replicas import ROOT, replica_env
+from tests.replicas import run_cli
 from tests.smtp_server import smtp_server
 from tests.workers import fast_settings, run_jobs
 
@@ -113,15 +112,7 @@ async def test_the_cli_retries_failed_jobs_of_one_topic(
     assert emails.status == OutboxStatus.failed
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "handoffs.cli", "outbox", *args],
-            cwd=ROOT,
-            env=replica_env(settings),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_cli(settings, "outbox", *args)
 
     listed = cli()
     assert listed.returncode == 0, listed.stderr

@@ -22,14 +22,20 @@ from tests.workers import job_context
 pytestmark = pytest.mark.usefixtures("clean_redis")
 
 
-async def test_a_job_whose_row_cannot_be_read_is_retried_until_its_last_attempt(
-    api: Api, db: AsyncSession, settings: Settings, redis: Any
-) -> None:
+async def _enrichment_row(api: Api, db: AsyncSession) -> OutboxMessage:
+    """A fresh escalation's enrich_escalation outbox row, handed to the relay."""
     session = await api.new_session("jane")
     await api.hand_off(session["id"])
     await settle(api.client)
     outbox = await db.scalar(select(OutboxMessage).where(OutboxMessage.topic == "enrich_escalation"))
     assert outbox is not None
+    return outbox
+
+
+async def test_a_job_whose_row_cannot_be_read_is_retried_until_its_last_attempt(
+    api: Api, db: AsyncSession, settings: Settings, redis: Any
+) -> None:
+    outbox = await _enrichment_row(api, db)
     reads = 0
 
     async def read_after_a_restart(
@@ -75,11 +81,7 @@ async def test_a_retry_is_not_lost_when_the_database_cannot_record_the_attempt(
     from handoffs.embedded import free_port
     from handoffs.jobs.runner import TransientError
 
-    session = await api.new_session("jane")
-    await api.hand_off(session["id"])
-    await settle(api.client)
-    outbox = await db.scalar(select(OutboxMessage).where(OutboxMessage.topic == "enrich_escalation"))
-    assert outbox is not None
+    outbox = await _enrichment_row(api, db)
     nowhere = create_engine(
         replace(settings, database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/gone"), pre_ping=False
     )
