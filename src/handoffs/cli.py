@@ -14,7 +14,8 @@ import click
 import uvloop
 
 from handoffs.config import Settings, get_settings
-from handoffs.embedded import services
+from handoffs.embedded import EmbeddedServerError, services
+from handoffs.logs import configure_logging
 
 log = logging.getLogger("handoffs")
 
@@ -27,7 +28,11 @@ def _settings(data_dir: str | None) -> Settings:
 @contextlib.contextmanager
 def _running_services(settings: Settings) -> Iterator[Settings]:
     """``settings`` with database and Redis URLs, embedded servers started for the unset ones."""
-    with services(settings.data_dir, settings.database_url, settings.redis_url) as svc:
+    with contextlib.ExitStack() as stack:
+        try:
+            svc = stack.enter_context(services(settings.data_dir, settings.database_url, settings.redis_url))
+        except EmbeddedServerError as exc:
+            raise click.ClickException(str(exc)) from exc
         # Child processes (uvicorn workers, the worker) read the environment.
         os.environ["DATABASE_URL"] = svc.database_url
         os.environ["REDIS_URL"] = svc.redis_url
@@ -58,10 +63,7 @@ data_dir_option = click.option(
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
     """handoffs: hand AI troubleshooting sessions between helpdesk engineers."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    configure_logging(verbose=verbose)
 
 
 @main.command()
@@ -95,11 +97,14 @@ async def _serve_with_worker(settings: Settings, host: str, port: int) -> None:
     import uvicorn
     from arq import Worker
 
+    from handoffs.ai import OfflineAssessor
     from handoffs.app import create_app
     from handoffs.jobs.worker import worker_options
 
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="info"))
-    worker = Worker(**worker_options(settings), handle_signals=False)
+    # Without a key the banner already said "offline assessor"; the worker need not warn again.
+    extra_ctx = {} if settings.anthropic_api_key else {"assessor": OfflineAssessor()}
+    worker = Worker(**worker_options(settings, extra_ctx=extra_ctx), handle_signals=False)
     worker_task = asyncio.create_task(worker.async_run())
     try:
         await server.serve()  # returns on Ctrl-C

@@ -72,7 +72,7 @@ class Settings:
     secret_key: str = ""
     """Signs the JWTs. Every replica of one installation must share it."""
     data_dir: Path = Path(".data")
-    """Where embedded PostgreSQL and Redis keep their files."""
+    """Where embedded PostgreSQL and Redis keep their files; made absolute from the current folder."""
     anthropic_api_key: str | None = None
     anthropic_model: str = "claude-sonnet-5-5"
     smtp_url: str | None = None
@@ -102,6 +102,11 @@ class Settings:
     """An API gateway or proxy in front of Anthropic; unset means the SDK's default."""
     outbox_fast_path: bool = True
     """Dispatch outbox rows right after commit. Off leaves them all to the worker's sweep."""
+
+    def __post_init__(self) -> None:
+        # Resolved once, here: embedded servers change folder before they open
+        # their files, so a relative folder would point somewhere else for them.
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().absolute())
 
     @classmethod
     def from_env(cls) -> Settings:
