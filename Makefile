@@ -2,22 +2,29 @@
 # Both bootstrap .venv from the machine's configured package index.
 
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Parallel workers for the suite; override with `make test WORKERS=1`.
 WORKERS ?= auto
+# Where `make dev` serves: `make dev PORT=8100`, `make dev HOST=0.0.0.0`.
+PORT ?= 8000
+HOST ?= 127.0.0.1
 
 .PHONY: dev test lint typecheck check bench clean
 
+# One line while pip works (about a minute the first time); its output goes to a log,
+# shown only if the install fails.
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	@echo "== installing dependencies into $(VENV) (first run, or pyproject.toml changed; about a minute)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@( $(BIN)/python -m pip install --upgrade pip && $(BIN)/python -m pip install -e '.[test]' ) \
+		> $(VENV)/install.log 2>&1 \
+		|| { tail -n 30 $(VENV)/install.log; echo "== the install failed; the whole log: $(VENV)/install.log"; exit 1; }
+	@touch $(STAMP)
 
 dev: $(STAMP)
-	$(BIN)/handoffs dev
+	@$(BIN)/handoffs dev --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(WORKERS) $(PYTEST_ARGS)

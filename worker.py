@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from handoffs.config import get_settings
 from handoffs.jobs.worker import worker_options
+from handoffs.logs import quiet_routine_logs
 
+quiet_routine_logs()
 _options = worker_options(get_settings())
 
 

@@ -11,6 +11,7 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.logging.config import LoggingConfig
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ControllerRouterHandler
@@ -25,6 +26,7 @@ from handoffs.events import EventBus
 from handoffs.handoffs.controller import HandoffController
 from handoffs.health import HealthController
 from handoffs.jobs.queue import create_arq_pool
+from handoffs.logs import LOG_FORMAT
 from handoffs.notifications.controller import NotificationController
 from handoffs.psa.controller import PsaConnectionController
 from handoffs.relay import ArqJobQueue, OutboxRelay
@@ -115,6 +117,8 @@ def create_app(
         template_config=template_config(),
         plugins=[SQLAlchemyPlugin(config=alchemy)],
         on_app_init=[jwt_auth.on_app_init],
+        # One line format for the process; unhandled errors are logged by handoffs.errors.
+        logging_config=LoggingConfig(formatters={"standard": {"format": LOG_FORMAT}}, log_exceptions="never"),
         lifespan=[lifespan],
         dependencies={
             "settings": Provide(lambda: settings, sync_to_thread=False),
