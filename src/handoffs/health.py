@@ -12,11 +12,19 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 
-class Health(msgspec.Struct):
+class Liveness(msgspec.Struct):
+    """The process answers; nothing else is checked (that is ``/health/ready``)."""
+
     status: str
-    postgres: str | None = None
-    redis: str | None = None
-    live_stream: str | None = None
+
+
+class Readiness(msgspec.Struct):
+    """What readiness checked, each ``ok`` or ``down: <why>``; the live stream may be ``reconnecting``."""
+
+    status: str
+    postgres: str
+    redis: str
+    live_stream: str
 
 
 async def _check(probe: Any) -> str:
@@ -32,14 +40,14 @@ class HealthController(Controller):
     tags = ["health"]
     security = []
 
-    @get("/", exclude_from_auth=True)
-    async def live(self) -> Health:
-        """200 while the process serves requests."""
-        return Health(status="ok")
+    @get("/", exclude_from_auth=True, summary="Liveness")
+    async def live(self) -> Liveness:
+        """Liveness: 200 ``{"status": "ok"}`` while the process serves requests; checks nothing else."""
+        return Liveness(status="ok")
 
-    @get("/ready", exclude_from_auth=True)
-    async def ready(self, state: State) -> Response[Health]:
-        """200 only when PostgreSQL and Redis both answer."""
+    @get("/ready", exclude_from_auth=True, summary="Readiness")
+    async def ready(self, state: State) -> Response[Readiness]:
+        """Readiness: 200 when PostgreSQL and Redis both answer, else 503 naming what is down."""
         engine: AsyncEngine = state.engine
 
         async def ping_db() -> None:
@@ -52,6 +60,6 @@ class HealthController(Controller):
         stream = "ok" if hub is None or hub.connected.is_set() else "reconnecting"
         ok = pg == "ok" and rd == "ok"
         return Response(
-            Health(status="ok" if ok else "unavailable", postgres=pg, redis=rd, live_stream=stream),
+            Readiness(status="ok" if ok else "unavailable", postgres=pg, redis=rd, live_stream=stream),
             status_code=200 if ok else 503,
         )

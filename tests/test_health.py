@@ -1,0 +1,62 @@
+"""Readiness tells the truth when a dependency goes away: 503 naming it, 200 once it is back."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from handoffs.app import create_app
+from handoffs.config import Settings
+from handoffs.embedded import EmbeddedPostgres, EmbeddedRedis
+
+pytestmark = pytest.mark.slow
+
+
+async def ready_until(client: AsyncTestClient[Any], status: int, tries: int = 200) -> dict[str, Any]:
+    """The readiness answer once it has the expected status (pools reconnect on their own time)."""
+    for _ in range(tries):
+        response = await client.get("/health/ready")
+        if response.status_code == status:
+            body: dict[str, Any] = response.json()
+            return body
+        await asyncio.sleep(0.05)
+    raise AssertionError(
+        f"/health/ready never answered {status}; last: {response.status_code} {response.text}"
+    )
+
+
+async def test_readiness_answers_503_naming_what_is_down_and_200_once_it_is_back(
+    settings: Settings, tmp_path: Path
+) -> None:
+    postgres, redis = EmbeddedPostgres(tmp_path / "postgres"), EmbeddedRedis(tmp_path / "redis")
+    app_settings = replace(settings, database_url=postgres.start(), redis_url=redis.start())
+    try:
+        async with AsyncTestClient(app=create_app(app_settings)) as client:
+            assert await ready_until(client, 200) == {
+                "status": "ok", "postgres": "ok", "redis": "ok", "live_stream": "ok",
+            }  # fmt: skip
+
+            await asyncio.to_thread(redis.stop)
+            down = await ready_until(client, 503)
+            assert down["status"] == "unavailable"
+            assert down["postgres"] == "ok"
+            assert down["redis"].startswith("down: ")
+
+            await asyncio.to_thread(postgres.stop)
+            both = await ready_until(client, 503)
+            assert both["postgres"].startswith("down: ")
+            assert both["redis"].startswith("down: ")
+
+            await asyncio.to_thread(postgres.start)
+            await asyncio.to_thread(redis.start)
+            back = await ready_until(client, 200)
+            assert back["postgres"] == "ok"
+            assert back["redis"] == "ok"
+    finally:
+        redis.stop()
+        postgres.stop()
