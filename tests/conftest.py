@@ -223,6 +223,16 @@ async def settle(client: AsyncTestClient[Litestar], seconds: float = 10) -> None
 
 
 @pytest.fixture(scope="session")
+async def chromium() -> AsyncIterator[Any]:
+    """One headless Chromium per test worker (Debian's; the browser tests skip without it)."""
+    from tests.browser import launch, require_chromium
+
+    require_chromium()
+    async with launch() as browser:
+        yield browser
+
+
+@pytest.fixture(scope="session")
 def stream_replicas(settings: Settings, engine: AsyncEngine) -> Iterator[list[str]]:
     """Two API replicas (separate uvicorn processes) for the live-stream tests: short keepalive."""
     from tests.test_stream_support import STREAM_REPLICA_ENV, replicas_with_env

@@ -21,20 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.config import Settings
 from handoffs.models import SessionHandoff
-from tests.browser import PHONE, Console, artifact, launch, open_console, require_chromium
+from tests.browser import PHONE, Console, artifact, open_console
 from tests.conftest import Actor
 from tests.workers import fast_settings, run_jobs
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_redis")]
 
 Open = Callable[..., Awaitable[Console]]
-
-
-@pytest.fixture(scope="session")
-async def chromium() -> AsyncIterator[Any]:
-    require_chromium()
-    async with launch() as browser:
-        yield browser
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.logging.config import LoggingConfig
 from litestar.openapi.config import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ControllerRouterHandler
 
 from handoffs.accounts.controller import AuthController, UserController
@@ -34,6 +33,7 @@ from handoffs.sessions.controller import SessionController
 from handoffs.stream.controller import EscalationStreamController
 from handoffs.stream.hub import EventHub
 from handoffs.web import static_files_router, template_config
+from handoffs.web.api_docs import SCHEMA_PATH, SwaggerUI, api_docs_router
 from handoffs.web.controller import ConsoleController
 
 log = logging.getLogger(__name__)
@@ -132,8 +132,10 @@ def create_app(
             title="handoffs",
             version="1",
             description="Hand AI troubleshooting sessions between MSP helpdesk engineers.",
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            path=SCHEMA_PATH,
+            # Served from the app (no CDN): /schema works offline, under a strict CSP.
+            render_plugins=[SwaggerUI()],
+            openapi_router=api_docs_router(),
         ),
         cors_config=None if not settings.debug else CORSConfig(allow_origins=["*"]),
         debug=settings.debug,
