@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,43 @@ from handoffs.db import create_engine, create_sessionmaker, migrate
 from tests.infra import TEST_DATA, TestServices, start_test_services
 
 DEMO_EMAILS = tuple(u.email for u in DEMO_USERS)
+
+
+#: Loggers whose ERROR records mean something broke that the test did not ask for: the relay,
+#: the jobs and their batching, the live-stream hub, the API's unhandled-error handler, arq.
+GUARDED_LOGGERS = ("handoffs.relay", "handoffs.jobs", "handoffs.batching", "handoffs.stream",
+                   "handoffs.errors", "arq")  # fmt: skip
+
+
+class _ErrorLogs(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(GUARDED_LOGGERS):
+            self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_error_logs(request: pytest.FixtureRequest) -> Iterator[_ErrorLogs]:
+    """Fail a test that passed while the relay, a job, the hub or the API logged an ERROR.
+
+    A passing test once hid a relay traceback (``KeyError: 'account_id'``). Tests that
+    provoke an error on purpose say so with ``@pytest.mark.expect_error_logs``.
+    """
+    errors = _ErrorLogs()
+    # On the parents, not the root: Litestar's logging set-up replaces the root's handlers.
+    parents = [logging.getLogger("handoffs"), logging.getLogger("arq")]
+    for logger in parents:
+        logger.addHandler(errors)
+    yield errors
+    for logger in parents:
+        logger.removeHandler(errors)
+    if errors.records and request.node.get_closest_marker("expect_error_logs") is None:
+        formatter = logging.Formatter("%(name)s: %(message)s")
+        shown = "\n".join(formatter.format(record) for record in errors.records)
+        pytest.fail(f"unexpected ERROR logs during the test:\n{shown}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

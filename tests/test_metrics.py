@@ -64,6 +64,7 @@ async def test_a_handoffs_jobs_are_counted_timed_and_their_results_recorded(
     assert rest == [1, 1, 1, 1, 1, 3, 1, 1, 1]
 
 
+@pytest.mark.expect_error_logs  # an unexpected job error, on purpose: logged with its traceback
 async def test_retries_duplicates_and_give_ups_are_counted_apart(
     api: Api, db: AsyncSession, settings: Settings, redis: Any
 ) -> None:

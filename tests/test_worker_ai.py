@@ -218,6 +218,7 @@ async def test_without_an_api_key_the_offline_assessor_says_so(
     assert (row.ai_input_tokens, row.ai_output_tokens) == (0, 0)
 
 
+@pytest.mark.expect_error_logs  # the runner logs the unexpected error with its traceback
 async def test_an_unexpected_error_is_retried_not_dropped(
     api: Api, db: AsyncSession, settings: Settings
 ) -> None:
@@ -273,6 +274,7 @@ async def test_two_results_for_one_handoff_in_one_batch_store_one(
 
     from uuid_utils.compat import uuid7
 
+    from handoffs.events import handoff_event
     from handoffs.jobs.enrichment import _store, _Stored
 
     session, handoff = await _escalate(api)
@@ -290,7 +292,15 @@ async def test_two_results_for_one_handoff_in_one_batch_store_one(
             package=json.dumps({"summary": summary}),
             event_id=uuid7(),
             account_id=outbox.account_id,
-            event=json.dumps({"type": "handoff_assessment_ready", "handoff_id": handoff["id"]}),
+            event=json.dumps(
+                handoff_event(
+                    "handoff_assessment_ready",
+                    handoff_id=handoff["id"],
+                    session_id=session["id"],
+                    account_id=outbox.account_id,
+                    assessment={"likely_cause": summary},
+                )
+            ),
             outbox_id=outbox.id,
             attempt=attempt,
         )

@@ -93,6 +93,23 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
         )
 
 
+def handoff_event(
+    kind: str, *, handoff_id: UUID | str, session_id: UUID | str, account_id: UUID | str, **fields: Any
+) -> dict[str, Any]:
+    """The payload of a live event about one handoff: what every publisher (API, worker) sends.
+
+    The contract's minimum is ``type``, ``handoff_id``, ``session_id`` and ``account_id``;
+    the relay routes by ``account_id``, so an event built without it cannot be sent.
+    """
+    return {
+        "type": kind,
+        "handoff_id": str(handoff_id),
+        "session_id": str(session_id),
+        "account_id": str(account_id),
+        **fields,
+    }
+
+
 StreamKey = tuple[int, int]
 """A stream id as ``(milliseconds, sequence)``: ids compare numerically, never as strings."""
 

@@ -27,6 +27,7 @@ from handoffs.enums import (
     SessionStatus,
 )
 from handoffs.errors import BadRequest, Conflict, Forbidden, NotFound
+from handoffs.events import handoff_event
 from handoffs.handoffs.schemas import HandoffCreate, Person, QueueItem
 from handoffs.handoffs.writes import write_hand_off
 from handoffs.models import AISession, Notification, SessionHandoff, SessionMessage, User
@@ -223,13 +224,13 @@ class HandoffService:
 
     @staticmethod
     def _event(kind: str, handoff: SessionHandoff, **fields: Any) -> dict[str, Any]:
-        return {
-            "type": kind,
-            "handoff_id": str(handoff.id),
-            "session_id": str(handoff.session_id),
-            "account_id": str(handoff.account_id),
+        return handoff_event(
+            kind,
+            handoff_id=handoff.id,
+            session_id=handoff.session_id,
+            account_id=handoff.account_id,
             **fields,
-        }
+        )
 
     # -- history -------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from uuid_utils.compat import uuid7
 from handoffs import metrics
 from handoffs.ai import AssessmentInput, InvalidModelOutput
 from handoffs.enums import AssessmentStatus
+from handoffs.events import handoff_event
 from handoffs.jobs.context import JobContext
 from handoffs.jobs.runner import (
     BATCH_IDS,
@@ -99,13 +100,13 @@ async def _enrich(jc: JobContext, row: OutboxJob, attempt: int, data: Assessment
             event_id=event_id,
             account_id=row.account_id,
             event=json.dumps(
-                {
-                    "type": "handoff_assessment_ready",
-                    "handoff_id": str(handoff_id),
-                    "session_id": str(row.payload["session_id"]),
-                    "account_id": str(row.account_id),
-                    "assessment": assessment,
-                }
+                handoff_event(
+                    "handoff_assessment_ready",
+                    handoff_id=handoff_id,
+                    session_id=row.payload["session_id"],
+                    account_id=row.account_id,
+                    assessment=assessment,
+                )
             ),
             outbox_id=row.id,
             attempt=attempt,
