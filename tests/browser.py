@@ -1,6 +1,6 @@
 """Driving the console in Debian's Chromium with Playwright (no browser download).
 
-Browser tests skip, saying why, only when ``/usr/bin/chromium`` is absent.
+Browser tests skip, saying why, only when ``/usr/bin/chromium`` is absent, and fail instead in CI.
 """
 
 from __future__ import annotations
@@ -41,8 +41,13 @@ PHONE = {"width": 390, "height": 844}
 
 
 def require_chromium() -> None:
-    if not CHROMIUM.exists():
-        pytest.skip(SKIP_REASON)
+    """Skip without Chromium on a developer's machine; in CI (``CI`` set) a missing browser fails:
+    a run that skipped the browser tests must not look like one that passed them."""
+    if CHROMIUM.exists():
+        return
+    if os.environ.get("CI", "").lower() not in {"", "0", "false", "no"}:
+        pytest.fail(f"{CHROMIUM} is missing in CI ({SKIP_REASON}); .ci/run installs it", pytrace=False)
+    pytest.skip(SKIP_REASON)
 
 
 @asynccontextmanager

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import jwt
 import pytest
 
+from handoffs.config import Settings
 from tests.conftest import Api
 
 
@@ -58,19 +60,23 @@ async def test_missing_or_bad_token_gets_401_with_detail(api: Api, authorization
     assert response.json()["detail"]
 
 
-async def test_expired_token_gets_401(api: Api) -> None:
-    response = await api.call(
-        None, "GET", "/api/v1/me", headers={"Authorization": "Bearer " + _expired_token()}
-    )
-    assert response.status_code == 401
+async def test_an_expired_token_gets_401_though_the_same_claims_unexpired_get_200(
+    api: Api, settings: Settings
+) -> None:
+    # Sam's own login token, re-signed with the real key: only ``exp`` differs between the two.
+    claims = jwt.decode(api["sam"].token, options={"verify_signature": False})
+    now = datetime.now(UTC)
 
+    def signed(exp: datetime) -> dict[str, str]:
+        token = jwt.encode({**claims, "exp": exp}, settings.secret_key, algorithm="HS256")
+        return {"Authorization": f"Bearer {token}"}
 
-def _expired_token() -> str:
-    import jwt
-
-    past = datetime.now(UTC) - timedelta(minutes=1)
-    claims = {"sub": "00000000-0000-0000-0000-000000000000", "exp": past, "iat": past - timedelta(hours=1)}
-    return jwt.encode(claims, "test-secret-key-that-is-long-enough-for-hs256", algorithm="HS256")
+    fresh = await api.call(None, "GET", "/api/v1/me", headers=signed(now + timedelta(minutes=5)))
+    assert fresh.status_code == 200, fresh.text
+    assert fresh.json()["email"] == "sam@acme.test"
+    expired = await api.call(None, "GET", "/api/v1/me", headers=signed(now - timedelta(minutes=1)))
+    assert expired.status_code == 401
+    assert expired.json()["detail"]
 
 
 async def test_token_of_a_deactivated_user_stops_working(api: Api, db) -> None:  # type: ignore[no-untyped-def]

@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.elements import ClauseElement
 
 from handoffs.accounts.service import DEMO_USERS, seed_demo
 from handoffs.config import Settings
 from handoffs.models import Account, Team, User
+from tests.conftest import Api
 from tests.replicas import ROOT, run_cli
 
 
@@ -88,15 +93,26 @@ async def test_migrations_match_the_models(settings: Settings, engine: AsyncEngi
     await asyncio.to_thread(command.check, alembic_config(settings))
 
 
-async def test_queue_query_uses_the_partial_queue_index(db: AsyncSession, engine: AsyncEngine) -> None:
+class Explain(Executable, ClauseElement):
+    """``EXPLAIN <statement>`` with the statement's own bound parameters."""
+
+    inherit_cache = False
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+
+
+@compiles(Explain, "postgresql")
+def _compile_explain(element: Explain, compiler: Any, **kw: Any) -> str:
+    return "EXPLAIN " + compiler.process(element.statement, **kw)
+
+
+async def test_the_queue_read_the_service_runs_uses_the_partial_queue_index(
+    db: AsyncSession, engine: AsyncEngine, api: Api
+) -> None:
+    from handoffs.handoffs.service import queue_statement
+
+    await api.escalated()
     await db.execute(text("SET LOCAL enable_seqscan = off"))
-    plan = "\n".join(
-        row[0]
-        for row in await db.execute(
-            text(
-                "EXPLAIN SELECT id FROM session_handoffs WHERE account_id = '00000000-0000-0000-0000-000000000001' "
-                "AND claimed_by IS NULL ORDER BY priority_rank DESC, created_at LIMIT 200"
-            )
-        )
-    )
-    assert "ix_handoffs_queue" in plan
+    plan = "\n".join(row[0] for row in await db.execute(Explain(queue_statement(api["sam"].account_id, 200))))
+    assert "ix_handoffs_queue" in plan, plan

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ScalarSelect, bindparam, func, literal_column, select, update
+from sqlalchemy import ScalarSelect, Select, bindparam, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -375,21 +375,7 @@ class HandoffService:
 
     async def queue(self, user: User, limit: int = 200) -> list[QueueItem]:
         """Open handoffs of the caller's account: most urgent first, then oldest."""
-        creator = User
-        rows = await self.db.execute(
-            select(
-                SessionHandoff,
-                AISession.title,
-                AISession.problem_summary,
-                AISession.psa_ticket_id,
-                creator.name,
-            )
-            .join(AISession, AISession.id == SessionHandoff.session_id)
-            .join(creator, creator.id == SessionHandoff.created_by)
-            .where(SessionHandoff.account_id == user.account_id, SessionHandoff.claimed_by.is_(None))
-            .order_by(SessionHandoff.priority_rank.desc(), SessionHandoff.created_at, SessionHandoff.id)
-            .limit(limit)
-        )
+        rows = await self.db.execute(queue_statement(user.account_id, limit))
         now = datetime.now(UTC)
         return [
             QueueItem(
@@ -409,3 +395,25 @@ class HandoffService:
             )
             for h, title, summary, ticket, creator_name in rows.all()
         ]
+
+
+def queue_statement(account_id: UUID, limit: int) -> Select[tuple[SessionHandoff, str, str, str | None, str]]:
+    """The team queue's read: open handoffs with their session and creator, most urgent, then oldest.
+
+    The partial index ``ix_handoffs_queue`` serves the filter and the order (a test EXPLAINs
+    this very statement).
+    """
+    return (
+        select(
+            SessionHandoff,
+            AISession.title,
+            AISession.problem_summary,
+            AISession.psa_ticket_id,
+            User.name,
+        )
+        .join(AISession, AISession.id == SessionHandoff.session_id)
+        .join(User, User.id == SessionHandoff.created_by)
+        .where(SessionHandoff.account_id == account_id, SessionHandoff.claimed_by.is_(None))
+        .order_by(SessionHandoff.priority_rank.desc(), SessionHandoff.created_at, SessionHandoff.id)
+        .limit(limit)
+    )
