@@ -79,11 +79,12 @@ def spawn_replica(settings: Settings, **env: str) -> Replica:
     """Start one API process (not yet ready: see ``wait_ready``)."""
     port = free_port()
     log_path = log_dir() / f"replica-{port}.log"
-    log = log_path.open("wb")
     cmd = [sys.executable, "-m", "uvicorn", "handoffs.app:create_app", "--factory",
            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
            *os.environ.get("REPLICA_UVICORN_ARGS", "").split()]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=replica_env(settings, **env), stdout=log, stderr=log)
+    # The child keeps its own copy of the file; the parent's is closed at once.
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=replica_env(settings, **env), stdout=log, stderr=log)
     return Replica(f"http://127.0.0.1:{port}", proc, log_path)
 
 

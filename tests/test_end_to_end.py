@@ -1,10 +1,12 @@
-"""Escalate through the API; a worker makes the assessment; the event reaches Redis: within seconds."""
+"""Escalate through the API; a worker makes the assessment; the event reaches Redis, in that order.
+
+How long it takes is measured in bench/ (bench/jobs.py), not asserted here.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import Any
 
 import pytest
@@ -19,14 +21,13 @@ from tests.workers import fast_settings, wait_for
 pytestmark = pytest.mark.usefixtures("clean_redis")
 
 
-async def test_escalation_gets_its_offline_assessment_and_event_within_seconds(
+async def test_escalation_gets_its_offline_assessment_then_its_event(
     api: Api, settings: Settings, redis: Any
 ) -> None:
     worker = Worker(**worker_options(fast_settings(settings)), poll_delay=0.05, handle_signals=False)
     running = asyncio.create_task(worker.async_run())
     try:
         session = await api.new_session("jane", psa_ticket_id="777", problem_summary="Outlook will not open")
-        started = time.monotonic()
         handoff = await api.hand_off(session["id"], engineer_notes="Safe mode works")
         path = f"/api/v1/ai-sessions/{session['id']}/handoffs/{handoff['id']}"
 
@@ -34,9 +35,7 @@ async def test_escalation_gets_its_offline_assessment_and_event_within_seconds(
             body: dict[str, Any] = (await api.call("sam", "GET", path)).json()
             return body if body["assessment_status"] == "ready" else None
 
-        body = await wait_for(ready, seconds=10, interval=0.05)
-        elapsed = time.monotonic() - started
-        assert elapsed < 5, f"assessment took {elapsed:.1f}s"
+        body = await wait_for(ready, seconds=30, interval=0.05)
         assert body["ai_assessment"]["source"] == "offline"
 
         # The event follows the commit (the worker's relay publishes it right after).
@@ -47,11 +46,10 @@ async def test_escalation_gets_its_offline_assessment_and_event_within_seconds(
             kinds = [e.type for e in events if e.handoff_id == handoff["id"]]
             return kinds if "handoff_assessment_ready" in kinds else None
 
-        assert await wait_for(announced, seconds=5, interval=0.05) == [
+        assert await wait_for(announced, seconds=30, interval=0.05) == [
             "handoff_created",
             "handoff_assessment_ready",
         ]
-        assert time.monotonic() - started < 6
         detail = (await api.call("sam", "GET", f"/api/v1/ai-sessions/{session['id']}")).json()
         assert detail["escalation_package"]["source"] == "offline"
     finally:

@@ -8,7 +8,7 @@ nothing else, even when REDIS_URL names the machine's shared Redis.
 from __future__ import annotations
 
 import asyncio
-import time
+import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
@@ -24,6 +24,7 @@ from handoffs.config import Settings
 from handoffs.embedded import EmbeddedRedis
 from handoffs.events import EventBus, channel_name
 from tests.conftest import Api
+from tests.replicas import run_replica_processes
 from tests.test_stream_support import (
     STREAM_REPLICA_ENV,
     RawSseSocket,
@@ -116,8 +117,7 @@ async def test_after_a_redis_restart_the_subscription_recovers_and_later_events_
                 isolated.server.stop()
                 # A client arriving while Redis is down waits (keepalives, no ready) instead of failing.
                 async with open_stream(http, isolated.replica, gus.token) as waiting:
-                    assert await waiting.quiet_for(1.0) == []
-                    assert waiting.parser.comments.count("keepalive") >= 2
+                    assert await waiting.keepalives(2) == []
 
                     isolated.server.start()  # no persistence: the history is gone too
                     await redis.connection_pool.disconnect()
@@ -208,10 +208,9 @@ async def test_200_clients_on_one_replica_hold_a_constant_number_of_redis_connec
         # The streams hold no database connection: the replica's pool (at most 30, see
         # tests/replicas.py) is far smaller than the number of open streams, and a plain
         # request is still served at once.
-        started = time.monotonic()
-        queue = await http.get(isolated.replica + "/api/v1/ai-sessions/queue", headers=sam.headers)
+        async with asyncio.timeout(30):  # a deadline against a hang, not a speed claim
+            queue = await http.get(isolated.replica + "/api/v1/ai-sessions/queue", headers=sam.headers)
         assert queue.status_code == 200
-        assert time.monotonic() - started < 5
         async with engine.connect() as conn:
             idle_in_transaction = await conn.scalar(
                 text(
@@ -240,13 +239,12 @@ async def test_a_slow_client_does_not_delay_a_fast_one_and_gets_resync(
         async with stream_http() as http, open_stream(http, replica, sam.token) as fast:
             await fast.ready()
             # Paced by the fast client, so only the slow one can fall behind, however busy the machine.
+            # Every batch reaches the fast client while the slow one reads nothing: a fan-out that
+            # waited on the slow socket would stall here. (How fast: bench/fanout.py.)
             for batch in range(batches):
                 ids = await publish_many(bus, sam.account_id, per_batch, start=batch * per_batch, pad=pad)
-                published_at = time.monotonic()
                 got = await fast.take(per_batch, within=30)
-                lag = time.monotonic() - published_at
                 assert [e.id for e in got] == ids
-                assert lag < 3, f"the fast client got batch {batch} {lag:.2f}s after it was published"
 
             # The slow client reads again: it lost events, was told so, and is live again.
             marker = await bus.publish(event_payload(sam.account_id, count))
@@ -273,23 +271,17 @@ async def test_a_slow_client_does_not_delay_a_fast_one_and_gets_resync(
 async def test_a_stopping_replica_ends_its_streams_at_once_so_clients_can_reconnect_elsewhere(
     api: Api, settings: Settings
 ) -> None:
-    replica = replicas_with_env(settings, 1, STREAM_REPLICA_ENV)
-    (url,) = replica.__enter__()
-    stopped = False
-    try:
-        async with stream_http() as http, open_stream(http, url, api["sam"].token) as stream:
+    with run_replica_processes(settings, 1, **STREAM_REPLICA_ENV) as (replica,):
+        async with stream_http() as http, open_stream(http, replica.url, api["sam"].token) as stream:
             await stream.ready()
-            started = time.monotonic()
-            # SIGTERM, then wait for the process (run_replicas kills it after 10 s).
-            replica.__exit__(None, None, None)
-            stopped = True
-            stopped_in = time.monotonic() - started
-            await asyncio.wait_for(stream.ended.wait(), 5)
+            replica.proc.terminate()  # SIGTERM, as an orchestrator stops a replica
+            # uvicorn waits for open responses before it exits; a stream the replica did not
+            # end would keep it running until run_replica_processes killed it (code -9).
+            code = await asyncio.to_thread(replica.proc.wait, 60)
+            await asyncio.wait_for(stream.ended.wait(), 30)
             assert stream.error is None  # the response ended cleanly; the connection was not cut
-        assert stopped_in < 5, f"the replica took {stopped_in:.1f}s to stop with a stream open"
-    finally:
-        if not stopped:
-            replica.__exit__(None, None, None)
+        # uvicorn re-raises the signal once it has shut down: -SIGTERM is its clean exit, by itself.
+        assert code in (0, -signal.SIGTERM), f"the replica exited with {code}; see {replica.log_path}"
 
 
 async def test_a_client_that_vanishes_with_megabytes_unread_leaves_no_subscription_behind(

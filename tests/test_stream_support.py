@@ -162,6 +162,25 @@ class SseClient:
             out.append(self.queue.get_nowait())
         return out
 
+    async def keepalives(self, count: int, within: float = 30.0) -> list[SseEvent]:
+        """Wait until ``count`` more ``: keepalive`` comments arrived; return the events that came too.
+
+        A deadline, not a window: on a loaded machine they may come late, never too few.
+        """
+        target = self.parser.comments.count("keepalive") + count
+        try:
+            async with asyncio.timeout(within):
+                while self.parser.comments.count("keepalive") < target:
+                    if self.ended.is_set():
+                        raise AssertionError(f"the stream ended before {count} keepalives")
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            raise AssertionError(f"fewer than {count} keepalives within {within}s") from None
+        out = []
+        while not self.queue.empty():
+            out.append(self.queue.get_nowait())
+        return out
+
     async def ready(self, within: float = 10.0) -> SseEvent:
         first = await self.next(within)
         assert first.event == "ready", f"first event is {first.event!r}, not ready"
