@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 import pytest
 
@@ -11,27 +11,46 @@ from handoffs.batching import Coalescer
 
 
 class Recorder:
-    """A batch function that records its batches and doubles each item; ``bad`` items fail their batch."""
+    """A batch function that records its batches and doubles each item; ``bad`` items fail their batch.
 
-    def __init__(self, *, bad: int | None = None, pause: float = 0.0) -> None:
+    ``gated``: batches wait for ``gate`` to open, so a test holds one in flight for as long as it
+    needs (no sleeps racing the machine); ``in_flight`` is set once the first batch has started.
+    """
+
+    def __init__(self, *, bad: int | None = None, pause: float = 0.0, gated: bool = False) -> None:
         self.batches: list[list[int]] = []
         self.bad = bad
         self.pause = pause
+        self.gate = asyncio.Event()
+        self.in_flight = asyncio.Event()
+        if not gated:
+            self.gate.set()
 
     async def __call__(self, items: Sequence[int]) -> list[int]:
         self.batches.append(list(items))
+        self.in_flight.set()
+        await self.gate.wait()
         await asyncio.sleep(self.pause)
         if self.bad in items:
             raise ValueError(f"cannot take {self.bad}")
         return [item * 2 for item in items]
 
 
+async def queued(*calls: Awaitable[int]) -> list[asyncio.Task[int]]:
+    """Start the calls and let each reach the coalescer's queue (one turn of the loop)."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    await asyncio.sleep(0)
+    return tasks
+
+
 async def test_calls_that_arrive_while_a_batch_is_in_flight_share_the_next_one() -> None:
-    record = Recorder(pause=0.05)
+    record = Recorder(gated=True)
     coalesce = Coalescer(record)
     first = asyncio.create_task(coalesce(1))
-    await asyncio.sleep(0.01)  # the first batch is in flight with [1]
-    results = await asyncio.gather(first, *(coalesce(i) for i in range(2, 7)))
+    await record.in_flight.wait()  # the first batch is in flight with [1]
+    rest = await queued(*(coalesce(i) for i in range(2, 7)))
+    record.gate.set()
+    results = await asyncio.gather(first, *rest)
     assert results == [2, 4, 6, 8, 10, 12]
     assert record.batches == [[1], [2, 3, 4, 5, 6]]
     assert (coalesce.batches, coalesce.items) == (2, 6)
@@ -46,12 +65,11 @@ async def test_an_idle_coalescer_does_not_linger() -> None:
 
 async def test_a_busy_coalescer_lingers_so_items_arriving_one_by_one_share_a_batch() -> None:
     record = Recorder()
-    coalesce = Coalescer(record, max_wait=0.2)
+    coalesce = Coalescer(record, max_wait=0.5)
     assert await coalesce(0) == 0  # a batch just ran: the coalescer counts as busy
     tasks = []
-    for i in range(1, 6):
-        tasks.append(asyncio.create_task(coalesce(i)))
-        await asyncio.sleep(0.005)  # one by one, as arq starts jobs
+    for i in range(1, 6):  # one by one, each in a later turn of the loop, as arq starts jobs
+        tasks.extend(await queued(coalesce(i)))
     assert await asyncio.gather(*tasks) == [2, 4, 6, 8, 10]
     assert record.batches == [[0], [1, 2, 3, 4, 5]]
 
@@ -65,11 +83,13 @@ async def test_without_a_linger_items_arriving_one_by_one_go_one_by_one() -> Non
 
 
 async def test_a_failing_batch_is_run_item_by_item_so_only_the_bad_caller_fails() -> None:
-    record = Recorder(bad=3, pause=0.02)
+    record = Recorder(bad=3, gated=True)
     coalesce = Coalescer(record)
     blocker = asyncio.create_task(coalesce(0))
-    await asyncio.sleep(0.005)
-    results = await asyncio.gather(blocker, *(coalesce(i) for i in range(1, 6)), return_exceptions=True)
+    await record.in_flight.wait()
+    rest = await queued(*(coalesce(i) for i in range(1, 6)))
+    record.gate.set()
+    results = await asyncio.gather(blocker, *rest, return_exceptions=True)
     assert results[:3] == [0, 2, 4]
     assert isinstance(results[3], ValueError)
     assert "cannot take 3" in str(results[3])
@@ -87,14 +107,14 @@ async def test_a_batch_function_returning_the_wrong_count_fails_its_callers_read
 
 
 async def test_a_cancelled_caller_leaves_the_batch_to_the_others() -> None:
-    record = Recorder(pause=0.05)
+    record = Recorder(gated=True)
     coalesce = Coalescer(record)
     first = asyncio.create_task(coalesce(1))
-    await asyncio.sleep(0.01)
-    leaving = asyncio.create_task(coalesce(2))
-    staying = asyncio.create_task(coalesce(3))
-    await asyncio.sleep(0.01)
+    await record.in_flight.wait()
+    leaving, staying = await queued(coalesce(2), coalesce(3))
     leaving.cancel()  # as arq cancels a job at its timeout
+    await asyncio.sleep(0)  # the cancellation lands before the batch in flight ends
+    record.gate.set()
     assert await first == 2
     assert await staying == 6
     assert leaving.cancelled()
@@ -102,11 +122,13 @@ async def test_a_cancelled_caller_leaves_the_batch_to_the_others() -> None:
 
 
 async def test_batches_are_capped_at_max_batch() -> None:
-    record = Recorder(pause=0.02)
+    record = Recorder(gated=True)
     coalesce = Coalescer(record, max_batch=2)
     first = asyncio.create_task(coalesce(0))
-    await asyncio.sleep(0.005)
-    assert await asyncio.gather(first, *(coalesce(i) for i in range(1, 6))) == [0, 2, 4, 6, 8, 10]
+    await record.in_flight.wait()
+    rest = await queued(*(coalesce(i) for i in range(1, 6)))
+    record.gate.set()
+    assert await asyncio.gather(first, *rest) == [0, 2, 4, 6, 8, 10]
     assert record.batches == [[0], [1, 2], [3, 4], [5]]
 
 
