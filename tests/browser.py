@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from handoffs.config import Settings
+from tests.ports import listening_socket, port_of
 from tests.replicas import ROOT, Replica, log_dir, replica_env, wait_ready
 
 CHROMIUM = Path(os.environ.get("HANDOFFS_CHROMIUM", "/usr/bin/chromium"))
@@ -166,14 +167,17 @@ async def open_console(
     return console
 
 
-def start_replica(settings: Settings, port: int, **env: str) -> Replica:
-    """An API process on a given port, ready: a restart on the same address, as a browser sees it."""
+def start_replica(settings: Settings, port: int = 0, **env: str) -> Replica:
+    """An API process, ready, on ``port`` (0: a free one); the same port again is a restart on
+    the same address, as a browser sees it. The socket is bound here and handed over (--fd)."""
+    sock = listening_socket(port)
+    port = port_of(sock)
     log_path = log_dir() / f"console-replica-{port}.log"
-    with log_path.open("ab") as log:
+    with sock, log_path.open("ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "handoffs.app:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            cwd=ROOT, env=replica_env(settings, **env), stdout=log, stderr=log,
+             "--fd", str(sock.fileno()), "--log-level", "warning"],
+            cwd=ROOT, env=replica_env(settings, **env), stdout=log, stderr=log, pass_fds=(sock.fileno(),),
         )  # fmt: skip
     replica = Replica(f"http://127.0.0.1:{port}", proc, log_path)
     try:

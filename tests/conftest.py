@@ -260,6 +260,15 @@ async def settle(client: AsyncTestClient[Litestar], seconds: float = 10) -> None
     raise AssertionError("the outbox relay did not finish dispatching")
 
 
+@pytest.fixture
+def dead_port() -> Iterator[int]:
+    """A port where connections are refused, and that no other test worker can take meanwhile."""
+    from tests.ports import refused_port
+
+    with refused_port() as port:
+        yield port
+
+
 @pytest.fixture(scope="session")
 async def chromium() -> AsyncIterator[Any]:
     """One headless Chromium per test worker (Debian's; the browser tests skip without it)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -19,6 +20,10 @@ from handoffs.embedded import EmbeddedPostgres, EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_DATA = ROOT / ".data" / "test"
+
+
+#: Redis databases 1..15 of a shared server, one per test worker.
+REDIS_DATABASES = 15
 
 
 def worker_id() -> str:
@@ -41,27 +46,27 @@ def asyncpg_dsn(url: str) -> str:
     return urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, parts.fragment))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+#: A test run lasts minutes; a test database older than this was left by a run that died.
+STALE_AFTER_SECONDS = 24 * 3600
+#: When this worker started (unix seconds), in its database's name.
+RUN_STARTED = int(time.time())
+
+
+def database_name() -> str:
+    """``handoffs_test_<started>_<run>_<worker>``: when the run started (unix seconds), which run
+    (pytest-xdist's id, shared by its workers), which worker. A shared server may hold other
+    machines' runs, whose pids mean nothing here: only the start time says a database is stale."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"solo{os.getpid()}"
+    return f"handoffs_test_{RUN_STARTED}_{run[:12]}_{worker_id()}"
 
 
 async def recreate_database(admin_url: str, name: str) -> None:
-    """Create this worker's database, and drop ones left by test runs that died.
-
-    Names carry the pid, so concurrent runs on one server never touch each
-    other's databases.
-    """
+    """Create this worker's database, and drop ones that test runs left more than a day ago."""
     conn = await asyncpg.connect(asyncpg_dsn(admin_url))
     try:
         for row in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'handoffs_test_%'"):
-            pid = row["datname"].rsplit("_", 1)[-1]
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            started = row["datname"].split("_")[2]
+            if started.isdigit() and int(started) < time.time() - STALE_AFTER_SECONDS:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.execute(f'CREATE DATABASE "{name}"')
@@ -79,6 +84,7 @@ async def drop_database(admin_url: str, name: str) -> None:
 
 @dataclass
 class TestServices:
+    __test__ = False  # not a test class, though pytest would collect it by its name
     admin_url: str
     database_name: str
     redis_url: str
@@ -103,7 +109,7 @@ def start_test_services() -> TestServices:
     if admin_url is None:
         postgres = EmbeddedPostgres(TEST_DATA / "postgres")
         admin_url = postgres.start()
-    name = f"handoffs_test_{worker_id()}_{os.getpid()}"
+    name = database_name()
     asyncio.run(recreate_database(admin_url, name))
 
     redis_url = os.environ.get("REDIS_URL") or None
@@ -111,8 +117,20 @@ def start_test_services() -> TestServices:
         redis = EmbeddedRedis(TEST_DATA / f"redis-{worker_id()}-{os.getpid()}")
         redis_url = redis.start()
     else:
-        # A numbered database per worker; pub/sub channels carry random
-        # account ids, so they cannot collide either.
-        parts = urlsplit(redis_url)
-        redis_url = urlunsplit((parts.scheme, parts.netloc, f"/{1 + worker_number() % 15}", "", ""))
+        redis_url = worker_redis_url(redis_url)
     return TestServices(admin_url, name, redis_url, postgres, redis)
+
+
+def worker_redis_url(shared_url: str) -> str:
+    """This worker's numbered database of a shared Redis (0 is left to the machine).
+
+    Pub/sub channels carry random account ids, so they cannot collide. Sixteen databases,
+    fifteen workers: a sixteenth would share (and flush) a neighbour's queue, so it refuses.
+    """
+    if worker_number() >= REDIS_DATABASES:
+        raise RuntimeError(
+            f"with REDIS_URL set, at most {REDIS_DATABASES} test workers (one Redis database each); "
+            f"this is worker {worker_id()}: run with -n {REDIS_DATABASES} or fewer"
+        )
+    parts = urlsplit(shared_url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{1 + worker_number()}", "", ""))

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from handoffs.config import Settings
-from handoffs.embedded import free_port
+from tests.ports import listening_socket, port_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,14 +77,19 @@ def log_dir() -> Path:
 
 def spawn_replica(settings: Settings, **env: str) -> Replica:
     """Start one API process (not yet ready: see ``wait_ready``)."""
-    port = free_port()
+    # Bound here and handed over (uvicorn --fd): a port picked now and bound by the child later
+    # could meanwhile go to another test worker's server.
+    sock = listening_socket()
+    port = port_of(sock)
     log_path = log_dir() / f"replica-{port}.log"
     cmd = [sys.executable, "-m", "uvicorn", "handoffs.app:create_app", "--factory",
-           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+           "--fd", str(sock.fileno()), "--log-level", "warning",
            *os.environ.get("REPLICA_UVICORN_ARGS", "").split()]  # fmt: skip
-    # The child keeps its own copy of the file; the parent's is closed at once.
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=replica_env(settings, **env), stdout=log, stderr=log)
+    # The child keeps its own copies of the socket and the log file; the parent's are closed.
+    with sock, log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=replica_env(settings, **env), stdout=log, stderr=log, pass_fds=(sock.fileno(),)
+        )
     return Replica(f"http://127.0.0.1:{port}", proc, log_path)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email.message import Message
@@ -11,7 +12,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from handoffs.embedded import free_port
+from tests.ports import listening_socket, port_of
 
 
 class Inbox:
@@ -36,11 +37,23 @@ class Inbox:
         return [m for m in self.messages if m["To"] == address]
 
 
+class _BoundController(Controller):  # type: ignore[misc]
+    """aiosmtpd's controller on a socket we bound ourselves (see tests/ports.py)."""
+
+    def __init__(self, handler: Any, sock: socket.socket) -> None:
+        super().__init__(handler, hostname="127.0.0.1", port=port_of(sock))
+        self._sock = sock
+
+    def _create_server(self) -> Any:
+        return self.loop.create_server(self._factory_invoker, sock=self._sock, ssl=self.ssl_context)
+
+
 @contextmanager
 def smtp_server() -> Iterator[tuple[Inbox, str]]:
     inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    sock = listening_socket()
+    port = port_of(sock)
+    controller = _BoundController(inbox, sock)
     controller.start()
     try:
         yield inbox, f"smtp://127.0.0.1:{port}"

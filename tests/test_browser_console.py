@@ -401,13 +401,14 @@ async def test_phone_width_keyboard_pick_up(
 async def test_stream_reconnects_after_a_replica_restart_and_resyncs_when_history_is_gone(
     window: Open, replicas: list[str], settings: Settings, actors: dict[str, Actor], redis: Any
 ) -> None:
-    from handoffs.embedded import free_port
+    from urllib.parse import urlsplit
+
     from handoffs.events import stream_key
     from tests.browser import start_replica
 
-    port = free_port()
     fast = {"SSE_RETRY_MS": "250", "SSE_KEEPALIVE_SECONDS": "1"}
-    replica = start_replica(settings, port, **fast)
+    replica = start_replica(settings, **fast)
+    port = urlsplit(replica.url).port
     try:
         _, first = await escalate_by_api(replicas[0], actors["jane"], summary="Printer offline")
         sam = await window(replica.url, "sam@acme.test")

@@ -91,6 +91,7 @@ def test_a_stale_redis_of_a_dead_starter_is_stopped_on_the_next_start(tmp_path: 
     assert first._proc is not None
     stale = psutil.Process(first._proc.pid)
     # What a killed starter leaves: the server running, its state naming a starter that is gone.
+    orphan, orphans_watchdog = first._proc, first._watchdog
     first._watchdog = None
     first._proc = None
     state = json.loads((first.data_dir / "server.json").read_text())
@@ -103,6 +104,9 @@ def test_a_stale_redis_of_a_dead_starter_is_stopped_on_the_next_start(tmp_path: 
         assert Redis.from_url(second.url).ping()
     finally:
         second.stop()
+        orphan.wait(timeout=10)
+        assert orphans_watchdog is not None
+        orphans_watchdog.dismiss()
 
 
 def test_a_redis_whose_starter_lives_is_shared_not_stopped(tmp_path: Path) -> None:
@@ -155,6 +159,8 @@ def test_servers_die_with_a_starter_that_is_killed(tmp_path: Path) -> None:
     finally:
         starter.kill()  # SIGKILL: no atexit, no finally
         starter.wait()
+        assert starter.stdout is not None
+        starter.stdout.close()
     # The watchdogs stop both; wait() raises TimeoutExpired if either were left running.
     redis.wait(timeout=30)
     postgres.wait(timeout=60)

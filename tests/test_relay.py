@@ -11,7 +11,6 @@ from redis.exceptions import ConnectionError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handoffs.embedded import free_port
 from handoffs.enums import OutboxStatus
 from handoffs.events import EventBus
 from handoffs.models import OutboxMessage
@@ -63,11 +62,15 @@ async def test_dispatch_enqueues_jobs_under_the_row_id_and_publishes_events(
 
 
 async def test_when_redis_is_away_rows_stay_pending_with_the_error_and_the_sweep_sends_them(
-    api: Api, db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], redis: Redis
+    api: Api,
+    db: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis: Redis,
+    dead_port: int,
 ) -> None:
     await _escalate_without_fast_path(api, db)
     await redis.flushdb()
-    dead = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
+    dead = Redis(host="127.0.0.1", port=dead_port, socket_connect_timeout=0.5)
     with pytest.raises(ConnectionError):
         await _relay(sessionmaker, dead).dispatch([r.id for r in (await _rows(db)).values()])
     rows = await _rows(db)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests import browser
+from tests.infra import TestServices
 
 
 @pytest.mark.parametrize("ci", ["true", "1"])
@@ -24,3 +25,49 @@ def test_a_missing_chromium_skips_the_browser_tests_on_a_developers_machine(
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="Chromium not installed"):
         browser.require_chromium()
+
+
+def test_each_worker_gets_its_own_redis_database_and_a_sixteenth_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.infra import worker_redis_url
+
+    urls = set()
+    for n in range(15):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", f"gw{n}")
+        urls.add(worker_redis_url("redis://127.0.0.1:6379/0"))
+    assert len(urls) == 15
+    assert "redis://127.0.0.1:6379/0" not in urls
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw15")
+    with pytest.raises(RuntimeError, match="at most 15 test workers"):
+        worker_redis_url("redis://127.0.0.1:6379/0")
+
+
+async def test_another_runs_test_database_is_kept_and_only_a_day_old_one_is_dropped(
+    test_services: TestServices,
+) -> None:
+    import time
+
+    import asyncpg
+
+    from tests.infra import asyncpg_dsn, drop_database, recreate_database
+
+    now = int(time.time())
+    elsewhere = f"handoffs_test_{now - 600}_otherrun0000_gw3"  # a live run on another machine
+    forgotten = f"handoffs_test_{now - 2 * 86400}_deadrun00000_gw0"
+    mine = f"handoffs_test_{now}_suitesupport_gw99"
+    for name in (elsewhere, forgotten):
+        await recreate_database(test_services.admin_url, name)
+    try:
+        await recreate_database(test_services.admin_url, mine)
+        conn = await asyncpg.connect(asyncpg_dsn(test_services.admin_url))
+        try:
+            names = {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")}
+        finally:
+            await conn.close()
+        assert elsewhere in names
+        assert mine in names
+        assert forgotten not in names
+    finally:
+        for name in (elsewhere, forgotten, mine):
+            await drop_database(test_services.admin_url, name)

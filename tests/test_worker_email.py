@@ -87,12 +87,10 @@ async def test_a_temporary_smtp_failure_is_retried(
 
 
 async def test_an_unreachable_smtp_server_is_retried_then_each_delivery_says_why(
-    api: Api, settings: Settings, db: AsyncSession
+    api: Api, settings: Settings, db: AsyncSession, dead_port: int
 ) -> None:
-    from handoffs.embedded import free_port
-
     handoff = await _escalate(api)
-    await run_jobs(fast_settings(settings, smtp_url=f"smtp://127.0.0.1:{free_port()}", job_max_attempts=3))
+    await run_jobs(fast_settings(settings, smtp_url=f"smtp://127.0.0.1:{dead_port}", job_max_attempts=3))
     deliveries = (
         await db.scalars(select(EmailDelivery).where(EmailDelivery.handoff_id == handoff["id"]))
     ).all()

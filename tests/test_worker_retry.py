@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handoffs.cli import JOB_TOPICS
 from handoffs.config import Settings
-from handoffs.embedded import free_port
 from handoffs.enums import DeliveryStatus, OutboxStatus
 from handoffs.events import EventBus
 from handoffs.jobs.retry import retry_failed
@@ -104,10 +103,10 @@ async def test_failed_mails_go_out_once_the_smtp_server_is_back_and_sent_ones_ar
 
 
 async def test_the_cli_retries_failed_jobs_of_one_topic(
-    api: Api, db: AsyncSession, settings: Settings, redis: Any
+    api: Api, db: AsyncSession, settings: Settings, redis: Any, dead_port: int
 ) -> None:
     await _escalate(api)
-    await run_jobs(fast_settings(settings, smtp_url=f"smtp://127.0.0.1:{free_port()}", job_max_attempts=1))
+    await run_jobs(fast_settings(settings, smtp_url=f"smtp://127.0.0.1:{dead_port}", job_max_attempts=1))
     emails = await _outbox(db, "send_escalation_emails")
     assert emails.status == OutboxStatus.failed
 

@@ -73,17 +73,16 @@ async def test_a_job_whose_row_cannot_be_read_is_retried_until_its_last_attempt(
 
 
 async def test_a_retry_is_not_lost_when_the_database_cannot_record_the_attempt(
-    api: Api, db: AsyncSession, settings: Settings, redis: Any
+    api: Api, db: AsyncSession, settings: Settings, redis: Any, dead_port: int
 ) -> None:
     from dataclasses import replace
 
     from handoffs.db import create_engine, create_sessionmaker
-    from handoffs.embedded import free_port
     from handoffs.jobs.runner import TransientError
 
     outbox = await _enrichment_row(api, db)
     nowhere = create_engine(
-        replace(settings, database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/gone"), pre_ping=False
+        replace(settings, database_url=f"postgresql://nobody@127.0.0.1:{dead_port}/gone"), pre_ping=False
     )
 
     async def body(jc: JobContext, row: OutboxJob, attempt: int, extra: object) -> str:

@@ -64,10 +64,14 @@ def start_worker_process(settings: Settings, log_path: str, **env: str) -> subpr
         JOB_TIMEOUT_SECONDS=str(FAST["job_timeout_seconds"]),
         **env,
     )
-    log = open(log_path, "wb")  # noqa: SIM115 - handed to the child, closed with it
-    return subprocess.Popen(
-        [sys.executable, "-m", "handoffs.cli", "worker"], cwd=ROOT, env=environment, stdout=log, stderr=log
-    )
+    with open(log_path, "wb") as log:  # the child keeps its own copy
+        return subprocess.Popen(
+            [sys.executable, "-m", "handoffs.cli", "worker"],
+            cwd=ROOT,
+            env=environment,
+            stdout=log,
+            stderr=log,
+        )
 
 
 async def wait_for(predicate: Any, seconds: float = 20, interval: float = 0.1) -> Any:

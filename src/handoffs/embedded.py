@@ -244,6 +244,9 @@ class EmbeddedRedis:
     def __init__(self, data_dir: Path | str, port: int | None = None) -> None:
         self.data_dir = absolute(data_dir)
         self.port = port or free_port()
+        # A port we picked may be taken by someone else before redis-server binds it: then we
+        # pick another. A port the caller chose is theirs to keep.
+        self._port_is_ours = port is None
         self._proc: subprocess.Popen[bytes] | None = None
         self._watchdog: _Watchdog | None = None
 
@@ -266,7 +269,14 @@ class EmbeddedRedis:
             if shared is not None:
                 self.port = shared
                 return self.url
-            self._spawn(timeout)
+            for attempt in range(3):
+                try:
+                    self._spawn(timeout)
+                    break
+                except _PortTaken:
+                    if not self._port_is_ours or attempt == 2:
+                        raise
+                    self.port = free_port()
             self._state_path.write_text(
                 json.dumps({"pid": self._pid(), "port": self.port, "starter": os.getpid()})
             )
@@ -295,6 +305,7 @@ class EmbeddedRedis:
         # No --logfile: the server logs to its output, which goes to redis.log, so even
         # the errors it meets before it would open a log file end up there.
         with self.log_path.open("ab") as output:
+            log_start = output.tell()
             # Its own session: Ctrl-C at the terminal must not stop it under the app's
             # feet; the starter stops it after the app has shut down.
             self._proc = subprocess.Popen(  # noqa: S603 - fixed binary, our own args
@@ -311,7 +322,12 @@ class EmbeddedRedis:
             if code is not None or time.monotonic() > deadline:
                 what = f"exited with code {code}" if code is not None else f"did not answer in {timeout:g} s"
                 self.stop()
-                raise EmbeddedServerError(
+                error = (
+                    _PortTaken
+                    if b"Address already in use" in _read_from(self.log_path, log_start)
+                    else EmbeddedServerError
+                )
+                raise error(
                     f"embedded Redis (redis-server on 127.0.0.1:{self.port}, folder {self.data_dir}) "
                     f"{what}; the end of its log ({self.log_path}):\n{log_tail(self.log_path)}"
                 )
@@ -352,6 +368,17 @@ class EmbeddedRedis:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class _PortTaken(EmbeddedServerError):
+    """redis-server found its port taken (by another process since we picked it)."""
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    with contextlib.suppress(OSError), path.open("rb") as log:
+        log.seek(offset)
+        return log.read()
+    return b""
 
 
 def _is_redis_in(pid: int, folder: Path) -> bool:
