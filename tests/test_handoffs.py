@@ -121,6 +121,8 @@ async def test_only_the_owner_may_hand_off_a_session(api: Api) -> None:
         "sam", "POST", f"/api/v1/ai-sessions/{session['id']}/handoff", json={"intent": "park"}
     )
     assert response.status_code == 404
+    # The same answer as for an id that does not exist: nothing tells Sam the session is there.
+    assert response.json() == {"detail": "AI session not found"}
 
 
 async def test_after_a_claim_the_session_can_be_handed_off_again(api: Api) -> None:
@@ -211,6 +213,7 @@ async def test_releasing_an_unclaimed_handoff_gets_409(api: Api) -> None:
     session, handoff = await api.escalated("jane")
     response = await api.call("ada", "POST", claim_path(session, handoff, "release"))
     assert response.status_code == 409
+    assert response.json()["detail"] == "This handoff is not claimed; it is already in the queue."
 
 
 async def test_queue_is_most_urgent_then_oldest_first_with_context(api: Api) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.ext.compiler import compiles
@@ -17,7 +21,7 @@ from handoffs.accounts.service import DEMO_USERS, seed_demo
 from handoffs.config import Settings
 from handoffs.models import Account, Team, User
 from tests.conftest import Api
-from tests.replicas import ROOT, run_cli
+from tests.replicas import ROOT, log_dir, run_cli
 
 
 async def _snapshot(db: AsyncSession) -> list[tuple[str, ...]]:
@@ -116,3 +120,56 @@ async def test_the_queue_read_the_service_runs_uses_the_partial_queue_index(
     await db.execute(text("SET LOCAL enable_seqscan = off"))
     plan = "\n".join(row[0] for row in await db.execute(Explain(queue_statement(api["sam"].account_id, 200))))
     assert "ix_handoffs_queue" in plan, plan
+
+
+@pytest.mark.slow
+def test_handoffs_serve_answers_on_the_port_it_is_given(settings: Settings, engine: AsyncEngine) -> None:
+    import httpx
+
+    from handoffs.embedded import free_port
+    from tests.replicas import replica_env
+
+    port = free_port()  # `serve` takes a port number, as an operator gives it
+    with (log_dir() / f"serve-{port}.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "handoffs.cli", "serve", "--port", str(port)],
+            cwd=ROOT, env=replica_env(settings), stdout=log, stderr=log,
+        )  # fmt: skip
+    try:
+        for _ in range(300):
+            assert proc.poll() is None, f"serve exited with {proc.returncode}"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        else:
+            pytest.fail("handoffs serve did not become ready")
+        login = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/auth/login", json={"email": "jane@acme.test", "password": "demo"}
+        )
+        assert login.status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+async def test_a_unix_socket_database_url_works_as_documented(tmp_path: Path) -> None:
+    """``postgresql://user@/db?host=/socket/dir``: the form pgserver and a local PostgreSQL use."""
+    from handoffs.db import create_engine
+    from handoffs.embedded import EmbeddedPostgres
+
+    postgres = EmbeddedPostgres(tmp_path / "postgres")
+    await asyncio.to_thread(postgres.start)
+    try:
+        url = f"postgresql://postgres:@/postgres?host={postgres.data_dir}"  # the socket lives there
+        engine = create_engine(Settings(database_url=url), pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                assert await conn.scalar(text("SELECT current_setting('listen_addresses')")) == ""
+                assert await conn.scalar(text("SELECT 1")) == 1
+        finally:
+            await engine.dispose()
+    finally:
+        await asyncio.to_thread(postgres.stop)

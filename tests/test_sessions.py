@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from tests.conftest import Api
+
+
+def _is_utc(value: str) -> bool:
+    """An RFC 3339 time in UTC, as the contract says every time is."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).utcoffset() == UTC.utcoffset(None)
 
 
 async def test_create_session_returns_201_with_the_session(api: Api) -> None:
@@ -35,6 +42,15 @@ async def test_list_shows_the_callers_sessions_newest_first(api: Api) -> None:
     response = await api.call("jane", "GET", "/api/v1/ai-sessions")
     assert response.status_code == 200
     assert [s["id"] for s in response.json()] == [second["id"], first["id"]]
+    item = response.json()[0]
+    contract = {"id", "title", "problem_summary", "psa_ticket_id", "status", "created_at", "updated_at"}
+    assert contract <= set(item), f"missing: {contract - set(item)}"
+    assert (item["title"], item["problem_summary"], item["status"]) == (
+        "second", "Outlook is failing to sync email", "active",
+    )  # fmt: skip
+    assert item["psa_ticket_id"] is None
+    assert _is_utc(item["created_at"])
+    assert _is_utc(item["updated_at"])
 
 
 async def test_get_session_includes_messages_in_order_and_no_package_yet(api: Api) -> None:
@@ -51,9 +67,14 @@ async def test_get_session_includes_messages_in_order_and_no_package_yet(api: Ap
             json={"role": role, "content": content},
         )
         assert response.status_code == 201
-        assert response.json()["role"] == role
+        message = response.json()
+        assert set(message) >= {"id", "role", "content", "created_at"}
+        assert (message["role"], message["content"]) == (role, content)
+        assert _is_utc(message["created_at"])
     detail = (await api.call("jane", "GET", f"/api/v1/ai-sessions/{session['id']}")).json()
     assert [m["content"] for m in detail["messages"]] == ["Outlook won't sync", "Try safe mode", "ran: ok"]
+    assert [m["role"] for m in detail["messages"]] == ["user", "assistant", "tool"]
+    assert all(set(m) >= {"id", "role", "content", "created_at"} for m in detail["messages"])
     assert detail["escalation_package"] is None
 
 

@@ -12,8 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
+from handoffs.config import Settings
 from handoffs.events import EventBus, channel_name, parse_stream_id
 from tests.conftest import Actor, Api
 from tests.test_stream_support import (
@@ -334,3 +337,14 @@ async def test_one_subscription_per_replica_per_account_released_when_the_last_c
             await _wait_numsub(redis, gus.account_id, 0)
             await _wait_numsub(redis, acme, 1)
         await _wait_numsub(redis, acme, 0)
+
+
+async def test_the_default_keepalive_is_at_most_the_contracts_25_seconds(
+    client: AsyncTestClient[Litestar], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every other stream test shortens it; this is the value a real deployment runs with.
+    monkeypatch.delenv("SSE_KEEPALIVE_SECONDS", raising=False)
+    assert Settings.from_env().sse_keepalive_seconds <= 25
+    # The app's hub (built from the suite's settings, which keep the default) ticks that often.
+    hub = client.app.state.hub
+    assert 0 < hub.keepalive_seconds <= 25
