@@ -116,10 +116,45 @@ async def test_the_queue_read_the_service_runs_uses_the_partial_queue_index(
 ) -> None:
     from handoffs.handoffs.service import queue_statement
 
-    await api.escalated()
-    await db.execute(text("SET LOCAL enable_seqscan = off"))
+    # The planner's choice depends on the data: on a handful of rows any index will do, so
+    # give it a queue worth the name (4,000 open handoffs over two accounts) and fresh stats.
+    session, handoff = await api.escalated()
+    await _copy_open_handoff(db, session["id"], handoff["id"], api["gus"].account_id, 2000)
+    await _copy_open_handoff(db, session["id"], handoff["id"], api["sam"].account_id, 2000)
+    await db.commit()
+    await db.execute(text("ANALYZE ai_sessions, session_handoffs"))
     plan = "\n".join(row[0] for row in await db.execute(Explain(queue_statement(api["sam"].account_id, 200))))
     assert "ix_handoffs_queue" in plan, plan
+
+
+async def _copy_open_handoff(
+    db: AsyncSession, session_id: str, handoff_id: str, account_id: Any, n: int
+) -> None:
+    """``n`` copies of a session and its open handoff, in ``account_id``."""
+
+    async def columns(table: str) -> list[str]:
+        rows = await db.execute(
+            text(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = :t AND is_generated = 'NEVER'"
+            ),
+            {"t": table},
+        )
+        return [r[0] for r in rows]
+
+    def select_list(cols: list[str], alias: str, **override: str) -> str:
+        return ", ".join(override.get(c, f"{alias}.{c}") for c in cols)
+
+    s_cols, h_cols = await columns("ai_sessions"), await columns("session_handoffs")
+    # Column names come from the catalogue, values are bound: nothing from outside is spliced in.
+    statement = (
+        f"WITH s AS (INSERT INTO ai_sessions ({', '.join(s_cols)}) "  # noqa: S608
+        f"SELECT {select_list(s_cols, 'a', id='gen_random_uuid()', account_id='CAST(:acct AS uuid)')} "
+        "FROM ai_sessions a, generate_series(1, :n) WHERE a.id = CAST(:sid AS uuid) RETURNING id) "
+        f"INSERT INTO session_handoffs ({', '.join(h_cols)}) "
+        f"SELECT {select_list(h_cols, 'h', id='gen_random_uuid()', session_id='s.id', account_id='CAST(:acct AS uuid)')} "
+        "FROM s, session_handoffs h WHERE h.id = CAST(:hid AS uuid)"
+    )
+    await db.execute(text(statement), {"acct": str(account_id), "sid": session_id, "hid": handoff_id, "n": n})
 
 
 @pytest.mark.slow

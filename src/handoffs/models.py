@@ -134,12 +134,14 @@ class SessionHandoff(UUIDv7AuditBase):
 
     __tablename__ = "session_handoffs"
     __table_args__ = (
-        # The team queue: open handoffs of one account, most urgent then oldest.
+        # The team queue: open handoffs of one account, most urgent, then oldest, then id, which
+        # is the queue's whole ORDER BY, so the scan stops at its LIMIT (migration 0003).
         Index(
             "ix_handoffs_queue",
             "account_id",
             text("priority_rank DESC"),
             "created_at",
+            "id",
             postgresql_where=text("claimed_by IS NULL"),
         ),
         # At most one open handoff per session, enforced by the database so
