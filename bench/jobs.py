@@ -424,7 +424,7 @@ async def create_escalations(
 
     from handoffs.enums import AssessmentStatus, HandoffIntent, MessageRole, Priority, SessionStatus
     from handoffs.models import AISession, OutboxMessage, SessionHandoff, SessionMessage
-    from handoffs.outbox import Topic
+    from handoffs.enums import JobTopic
 
     handoff_ids: list[UUID] = []
     outbox_ids: list[UUID] = []
@@ -498,7 +498,7 @@ async def create_escalations(
                     [
                         {
                             "account_id": owner.account_id,
-                            "topic": Topic.enrich_escalation,
+                            "topic": JobTopic.enrich_escalation,
                             "payload": {"handoff_id": str(hid), "session_id": str(sid)},
                         }
                         for hid, sid in zip(new_handoffs, session_ids, strict=True)

@@ -15,6 +15,7 @@ import uvloop
 
 from handoffs.config import Settings, get_settings
 from handoffs.embedded import EmbeddedServerError, services
+from handoffs.enums import JobTopic
 from handoffs.logs import configure_logging
 
 log = logging.getLogger("handoffs")
@@ -153,10 +154,6 @@ def worker(check: bool) -> None:
     run_worker(options)
 
 
-#: The arq job functions (`handoffs.jobs.worker.FUNCTIONS`), spelled out to keep the CLI quick to start.
-JOB_TOPICS = ["enrich_escalation", "send_escalation_emails", "push_to_psa"]
-
-
 @main.command()
 @data_dir_option
 @click.option("--limit", default=20, show_default=True, type=int, help="Rows to list (and to retry).")
@@ -165,7 +162,11 @@ JOB_TOPICS = ["enrich_escalation", "send_escalation_emails", "push_to_psa"]
     is_flag=True,
     help="Run failed jobs again from their first attempt (after an outage or a credentials fix).",
 )
-@click.option("--topic", type=click.Choice(JOB_TOPICS), help="With --retry-failed: only these jobs.")
+@click.option(
+    "--topic",
+    type=click.Choice([topic.value for topic in JobTopic]),
+    help="With --retry-failed: only these jobs.",
+)
 def outbox(data_dir: str | None, limit: int, retry_failed: bool, topic: str | None) -> None:
     """Show outbox rows by status, and the latest that are pending or failed; or retry the failed."""
     from sqlalchemy import func, select

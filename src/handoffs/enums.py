@@ -89,3 +89,19 @@ class DeliveryStatus(StrEnum):
     sent = "sent"
     skipped = "skipped"
     failed = "failed"
+
+
+class JobTopic(StrEnum):
+    """The background jobs: each is an outbox topic and the arq function of the same name.
+
+    The only list of job names: the worker's functions, the CLI's ``--topic`` choices and
+    the outbox rows all derive from it (``handoffs.jobs.worker`` checks the functions match).
+    """
+
+    enrich_escalation = "enrich_escalation"
+    send_escalation_emails = "send_escalation_emails"
+    push_to_psa = "push_to_psa"
+
+
+#: The outbox topic of rows that are live events to publish, not jobs to run.
+EVENT_TOPIC = "event"

@@ -21,15 +21,6 @@ if TYPE_CHECKING:
     from handoffs.relay import OutboxRelay
 
 
-class Topic:
-    """Outbox topics; job topics are arq function names."""
-
-    enrich_escalation = "enrich_escalation"
-    send_escalation_emails = "send_escalation_emails"
-    push_to_psa = "push_to_psa"
-    event = "event"
-
-
 class OutboxWriter:
     """Collects a transaction's outbox rows, writes them with its commit, then hands them to the relay."""
 

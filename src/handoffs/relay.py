@@ -32,10 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handoffs import metrics
 from handoffs.db import UUID_ARRAY
-from handoffs.enums import OutboxStatus
+from handoffs.enums import EVENT_TOPIC, OutboxStatus
 from handoffs.events import EventBus
 from handoffs.models import OutboxMessage
-from handoffs.outbox import Topic
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +174,7 @@ class OutboxRelay:
 
     async def _claim_and_send(self, which: ColumnElement[bool], *, path: str) -> int:
         now = datetime.now(UTC)
-        is_event = OutboxMessage.topic == Topic.event
+        is_event = OutboxMessage.topic == EVENT_TOPIC
         claim = (
             update(_OUTBOX)  # Core, not ORM-enabled: no session to synchronise, less per-batch work
             .where(which)
@@ -210,7 +209,7 @@ class OutboxRelay:
         """Every job and event of the batch in one Redis round trip, in commit order."""
         async with self.bus.redis.pipeline(transaction=False) as pipe:
             for row in rows:
-                if row.topic == Topic.event:
+                if row.topic == EVENT_TOPIC:
                     await self.bus.publish_into(pipe, {**row.payload, "event_key": str(row.id)})
                 else:
                     await self.jobs.enqueue_into(pipe, row.topic, row.id)

@@ -18,9 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from handoffs.enums import (
+    EVENT_TOPIC,
     SENIOR_ROLES,
     AssessmentStatus,
     HandoffIntent,
+    JobTopic,
     NotificationKind,
     PsaSyncStatus,
     Role,
@@ -32,7 +34,7 @@ from handoffs.handoffs.schemas import HandoffCreate, Person, QueueItem
 from handoffs.handoffs.writes import write_hand_off
 from handoffs.models import AISession, Notification, SessionHandoff, SessionMessage, User
 from handoffs.notifications.titles import escalation_title, snippet
-from handoffs.outbox import OutboxWriter, Topic
+from handoffs.outbox import OutboxWriter
 from handoffs.relay import OutboxRelay
 from handoffs.sessions.service import visible_to
 
@@ -145,18 +147,18 @@ class HandoffService:
         recipients: list[UUID] = ([target.id] if target else list(seniors or [])) if escalate else []
         if escalate:
             ids = {"handoff_id": str(handoff.id), "session_id": str(session.id)}
-            self.outbox.add(user.account_id, Topic.enrich_escalation, ids)
+            self.outbox.add(user.account_id, JobTopic.enrich_escalation, ids)
             if recipients:
                 self.outbox.add(
                     user.account_id,
-                    Topic.send_escalation_emails,
+                    JobTopic.send_escalation_emails,
                     {**ids, "recipient_ids": [str(r) for r in recipients]},
                 )
             if session.psa_ticket_id:
-                self.outbox.add(user.account_id, Topic.push_to_psa, ids)
+                self.outbox.add(user.account_id, JobTopic.push_to_psa, ids)
         self.outbox.add(
             user.account_id,
-            Topic.event,
+            EVENT_TOPIC,
             self._event(
                 "handoff_created",
                 handoff,
@@ -301,7 +303,7 @@ class HandoffService:
         )
         self.outbox.add(
             user.account_id,
-            Topic.event,
+            EVENT_TOPIC,
             self._event(
                 "handoff_claimed",
                 claimed,
@@ -360,7 +362,7 @@ class HandoffService:
         )
         self.outbox.add(
             user.account_id,
-            Topic.event,
+            EVENT_TOPIC,
             self._event("handoff_released", released, released_by={"id": str(user.id), "name": user.name}),
         )
         try:

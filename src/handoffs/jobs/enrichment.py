@@ -17,7 +17,7 @@ from uuid_utils.compat import uuid7
 
 from handoffs import metrics
 from handoffs.ai import AssessmentInput, InvalidModelOutput
-from handoffs.enums import AssessmentStatus
+from handoffs.enums import EVENT_TOPIC, AssessmentStatus
 from handoffs.events import handoff_event
 from handoffs.jobs.context import JobContext
 from handoffs.jobs.runner import (
@@ -29,7 +29,7 @@ from handoffs.jobs.runner import (
     run_outbox_job,
 )
 from handoffs.models import OutboxMessage, SessionHandoff, User
-from handoffs.outbox import OutboxWriter, Topic
+from handoffs.outbox import OutboxWriter
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ WITH input AS (
     WHERE s.id = p.session_id
 ), announced AS (
     INSERT INTO outbox (id, account_id, topic, payload, status, attempts, created_at, updated_at)
-    SELECT event_id, account_id, 'event', CAST(event AS jsonb), 'pending', 0, :now, :now FROM stored
+    SELECT event_id, account_id, :event_topic, CAST(event AS jsonb), 'pending', 0, :now, :now FROM stored
 ), finished AS (
     UPDATE outbox o SET status = 'done', attempts = i.attempt, completed_at = :now, updated_at = :now
     FROM input i
@@ -192,6 +192,7 @@ async def _store(jc: JobContext, results: Sequence[_Stored]) -> list[bool]:
     """Store the results of concurrent jobs; for each, whether it was stored (not raced by another run)."""
     params: dict[str, Any] = {name: [getattr(r, name) for r in results] for name in _STORED_FIELDS}
     params["now"] = datetime.now(UTC)
+    params["event_topic"] = EVENT_TOPIC
     async with jc.engine.begin() as conn:
         announced = set((await conn.execute(_STORE, params)).scalars())
     jc.relay.dispatch_soon(announced)
@@ -218,13 +219,13 @@ async def _give_up(jc: JobContext, row: OutboxJob, reason: str) -> None:
             metrics.ASSESSMENTS.labels("failed").inc()
             outbox.add(
                 row.account_id,
-                Topic.event,
-                {
-                    "type": "handoff_assessment_failed",
-                    "handoff_id": str(handoff_id),
-                    "session_id": str(session_id),
-                    "account_id": str(row.account_id),
-                    "reason": reason,
-                },
+                EVENT_TOPIC,
+                handoff_event(
+                    "handoff_assessment_failed",
+                    handoff_id=handoff_id,
+                    session_id=session_id,
+                    account_id=row.account_id,
+                    reason=reason,
+                ),
             )
         await outbox.commit()

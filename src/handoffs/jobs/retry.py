@@ -18,9 +18,8 @@ from redis.asyncio import Redis
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handoffs.enums import AssessmentStatus, OutboxStatus, PsaSyncStatus
+from handoffs.enums import EVENT_TOPIC, AssessmentStatus, JobTopic, OutboxStatus, PsaSyncStatus
 from handoffs.models import OutboxMessage, SessionHandoff
-from handoffs.outbox import Topic
 from handoffs.relay import OutboxRelay
 
 
@@ -35,7 +34,7 @@ async def retry_failed(
     """Re-run up to ``limit`` failed jobs (of ``topic``, or all); return their (outbox id, topic)."""
     now = datetime.now(UTC)
     which = select(OutboxMessage.id).where(
-        OutboxMessage.status == OutboxStatus.failed, OutboxMessage.topic != Topic.event
+        OutboxMessage.status == OutboxStatus.failed, OutboxMessage.topic != EVENT_TOPIC
     )
     if topic is not None:
         which = which.where(OutboxMessage.topic == topic)
@@ -62,7 +61,7 @@ async def retry_failed(
         for row in rows:
             by_topic.setdefault(row.topic, []).append(UUID(row.payload["handoff_id"]))
         # The jobs check their own state before working: put that back to pending too.
-        if handoffs := by_topic.get(Topic.enrich_escalation):
+        if handoffs := by_topic.get(JobTopic.enrich_escalation):
             await db.execute(
                 update(SessionHandoff)
                 .where(
@@ -71,7 +70,7 @@ async def retry_failed(
                 )
                 .values(assessment_status=AssessmentStatus.pending, assessment_error=None, updated_at=now)
             )
-        if handoffs := by_topic.get(Topic.push_to_psa):
+        if handoffs := by_topic.get(JobTopic.push_to_psa):
             await db.execute(
                 update(SessionHandoff)
                 .where(

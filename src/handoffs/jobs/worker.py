@@ -15,6 +15,7 @@ from arq.connections import ArqRedis
 from handoffs.ai import AnthropicAssessor, Assessor, OfflineAssessor
 from handoffs.config import Settings
 from handoffs.db import create_engine, create_sessionmaker
+from handoffs.enums import JobTopic
 from handoffs.events import EventBus
 from handoffs.jobs.context import CTX_KEY, JobContext, job_context
 from handoffs.jobs.email import send_escalation_emails
@@ -26,6 +27,11 @@ from handoffs.relay import ArqJobQueue, OutboxRelay
 log = logging.getLogger(__name__)
 
 FUNCTIONS = [enrich_escalation, send_escalation_emails, push_to_psa]
+# arq runs a job by its function's name, and the outbox names jobs by JobTopic: one list.
+if sorted(f.__name__ for f in FUNCTIONS) != sorted(JobTopic):
+    raise RuntimeError(
+        f"job functions {[f.__name__ for f in FUNCTIONS]} do not match JobTopic {list(JobTopic)}"
+    )
 
 
 def make_assessor(settings: Settings) -> Assessor:
