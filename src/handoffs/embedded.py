@@ -41,18 +41,28 @@ log = logging.getLogger(__name__)
 
 class _QuietPgserver(logging.Filter):
     """pgserver narrates every pg_ctl call at INFO, and dumps the whole server log
-    at ERROR when a start fails; :class:`EmbeddedServerError` quotes its end instead."""
+    at ERROR when a start fails; :class:`EmbeddedServerError` quotes them instead.
+
+    The failures it holds back are kept (``held``): a failed command's own output
+    (initdb's, pg_ctl's) is only ever in that record, and the error quotes it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[str] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return False
         message = str(record.msg)
-        return not message.startswith(
-            ("Failed to start server", "Timeout starting server", "Failed postgres")
-        )
+        if message.startswith(("Failed to start server", "Timeout starting server", "Failed postgres")):
+            self.held = [*self.held[-4:], record.getMessage()]
+            return False
+        return True
 
 
-logging.getLogger("pgserver").addFilter(_QuietPgserver())
+_pgserver_failures = _QuietPgserver()
+logging.getLogger("pgserver").addFilter(_pgserver_failures)
 # pgserver asks platformdirs for a runtime folder at import; without XDG_RUNTIME_DIR
 # (containers, CI) platformdirs warns and falls back to /tmp, which is fine.
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
@@ -131,6 +141,9 @@ class _Watchdog:
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
+        except BaseException:
+            os.close(self._write_end)
+            raise
         finally:
             os.close(read_end)
 
@@ -168,12 +181,14 @@ class EmbeddedPostgres:
     def start(self) -> str:
         with _folder_lock(self.data_dir):
             _forget_dead_users(self.data_dir)
+            _pgserver_failures.held = []
             try:
                 url = self._start_locked()
             except Exception as exc:
                 raise EmbeddedServerError(
                     f"embedded PostgreSQL did not start in {self.data_dir} ({_reason(exc)}); "
                     f"the end of its log ({self.log_path}):\n{log_tail(self.log_path)}"
+                    + _command_output(_pgserver_failures.held)
                 ) from exc
             # Under the lock: a watchdog deciding whether to stop sees this process as a user.
             self._watchdog = _Watchdog("postgres", str(self.data_dir))
@@ -207,24 +222,41 @@ class EmbeddedPostgres:
             watchdog.dismiss()
 
 
-def _forget_dead_users(pgdata: Path) -> list[int]:
-    """Drop dead processes from pgserver's list of the folder's users; return the living."""
+def _forget_dead_users(pgdata: Path) -> list[int] | None:
+    """Drop dead processes from pgserver's list of the folder's users; return the living.
+
+    None when the list cannot be read (half-written: pgserver writes it in place): then
+    nobody may conclude the server is unused.
+    """
     handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return []
     try:
         pids = [int(pid) for pid in json.loads(handles.read_text())]
     except (OSError, ValueError, TypeError):
-        return []
+        return None
     living = [pid for pid in pids if _alive(pid)]
     if living != pids:
-        handles.write_text(json.dumps(living))
+        partial = handles.with_name(handles.name + ".tmp")
+        partial.write_text(json.dumps(living))
+        partial.replace(handles)
     return living
+
+
+def _command_output(held: list[str]) -> str:
+    """What the failed PostgreSQL commands printed, when pgserver reported any."""
+    if not held:
+        return ""
+    lines = [line for message in held for line in message.splitlines() if line.strip()][-LOG_LINES:]
+    return "\n  what the command printed:\n" + "\n".join(f"    {line}" for line in lines)
 
 
 def _stop_postgres_if_unused(pgdata: Path) -> None:
     from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
     with _folder_lock(pgdata):
-        if _forget_dead_users(pgdata) or not (pgdata / "postmaster.pid").exists():
+        users = _forget_dead_users(pgdata)
+        if users is None or users or not (pgdata / "postmaster.pid").exists():
             return
         # pgserver runs the server as its own system user when started by root.
         user = "pgserver" if os.geteuid() == 0 else None
@@ -280,6 +312,7 @@ class EmbeddedRedis:
             self._state_path.write_text(
                 json.dumps({"pid": self._pid(), "port": self.port, "starter": os.getpid()})
             )
+            self._port_is_ours = False  # from now on the port is kept: clients hold the URL
         return self.url
 
     def _pid(self) -> int:
@@ -315,7 +348,7 @@ class EmbeddedRedis:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self._watchdog = _Watchdog("redis", str(self._proc.pid))
+        self._watchdog = _Watchdog("redis", f"{self._proc.pid}:{self.data_dir}")
         deadline = time.monotonic() + timeout
         while not _redis_answers(self.port):
             code = self._proc.poll()
@@ -343,7 +376,13 @@ class EmbeddedRedis:
         if not _is_redis_in(pid, self.data_dir):
             self._state_path.unlink(missing_ok=True)
             return None
-        if starter != os.getpid() and _alive(starter):
+        if starter == os.getpid():
+            raise EmbeddedServerError(
+                f"this process already runs the embedded Redis in {self.data_dir} (port {port})"
+            )
+        if _alive(starter):
+            # Shared, not owned: it stops when its starter does (a one-shot command beside
+            # `make dev` is the use; two long-lived processes should not share a folder).
             return port
         log.info("stopping a Redis left running in %s by a process that is gone", self.data_dir)
         _terminate(pid)
@@ -385,8 +424,8 @@ def _is_redis_in(pid: int, folder: Path) -> bool:
     """Whether ``pid`` is a live redis-server working in ``folder`` (it changes into its --dir)."""
     try:
         proc = psutil.Process(pid)
-        return proc.name().startswith("redis-server") and Path(proc.cwd()) == folder
-    except psutil.Error:
+        return proc.name().startswith("redis-server") and os.path.samefile(proc.cwd(), folder)
+    except (psutil.Error, OSError):
         return False
 
 
@@ -460,9 +499,9 @@ def _watch(kind: str, target: str, starter: int) -> None:
     while _alive(starter) and time.monotonic() < deadline:
         time.sleep(0.05)
     if kind == "redis":
-        with contextlib.suppress(psutil.Error):
-            if psutil.Process(int(target)).name().startswith("redis-server"):
-                _terminate(int(target))
+        pid, _, folder = target.partition(":")
+        if _is_redis_in(int(pid), Path(folder)):  # not a neighbour's server that got the pid since
+            _terminate(int(pid))
     elif kind == "postgres":
         _stop_postgres_if_unused(Path(target))
 

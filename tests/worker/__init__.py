@@ -1,0 +1,1 @@
+"""The outbox, the relay and the arq worker's jobs."""
