@@ -21,21 +21,25 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _queue_index(*columns: str) -> None:
-    op.create_index(
-        "ix_handoffs_queue",
-        "session_handoffs",
-        [sa.text(c) for c in columns],
-        unique=False,
-        postgresql_where=sa.text("claimed_by IS NULL"),
-    )
+def _rebuild_queue_index(*columns: str) -> None:
+    """Build the new index beside the old one without blocking writes, then swap the names:
+    the queue always has an index, and escalations keep being written meanwhile."""
+    with op.get_context().autocommit_block():
+        op.create_index(
+            "ix_handoffs_queue_next",
+            "session_handoffs",
+            [sa.text(c) for c in columns],
+            unique=False,
+            postgresql_where=sa.text("claimed_by IS NULL"),
+            postgresql_concurrently=True,
+        )
+        op.drop_index("ix_handoffs_queue", table_name="session_handoffs", postgresql_concurrently=True)
+    op.execute("ALTER INDEX ix_handoffs_queue_next RENAME TO ix_handoffs_queue")
 
 
 def upgrade() -> None:
-    op.drop_index("ix_handoffs_queue", table_name="session_handoffs")
-    _queue_index("account_id", "priority_rank DESC", "created_at", "id")
+    _rebuild_queue_index("account_id", "priority_rank DESC", "created_at", "id")
 
 
 def downgrade() -> None:
-    op.drop_index("ix_handoffs_queue", table_name="session_handoffs")
-    _queue_index("account_id", "priority_rank DESC", "created_at")
+    _rebuild_queue_index("account_id", "priority_rank DESC", "created_at")
