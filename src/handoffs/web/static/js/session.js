@@ -71,6 +71,7 @@ export function initSessionPage({ stream, sessionId }) {
         location.reload();
       });
     });
+    submit.disabled = false; // the page's script handles it now (the template disables it)
   }
 
   const message = document.getElementById("message-form");
@@ -86,6 +87,7 @@ export function initSessionPage({ stream, sessionId }) {
         location.reload();
       });
     });
+    message.querySelector("[type=submit]").disabled = false;
   }
 }
 
