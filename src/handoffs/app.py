@@ -19,16 +19,15 @@ from handoffs.accounts.controller import AuthController, UserController
 from handoffs.auth import TokenIssuer, create_jwt_auth
 from handoffs.config import Settings, get_settings
 from handoffs.csrf import csrf_middleware
-from handoffs.db import create_engine, create_sessionmaker
+from handoffs.db import create_engine
 from handoffs.errors import exception_handlers
-from handoffs.events import EventBus
 from handoffs.handoffs.controller import HandoffController
 from handoffs.health import HealthController
-from handoffs.jobs.queue import create_arq_pool
 from handoffs.logs import LOG_FORMAT
 from handoffs.notifications.controller import NotificationController
 from handoffs.psa.controller import PsaConnectionController
-from handoffs.relay import ArqJobQueue, OutboxRelay
+from handoffs.relay import OutboxRelay
+from handoffs.runtime import STATE_KEY, Runtime, open_runtime, runtime_of
 from handoffs.sessions.controller import SessionController
 from handoffs.stream.controller import EscalationStreamController
 from handoffs.stream.hub import EventHub
@@ -39,13 +38,17 @@ from handoffs.web.controller import ConsoleController
 log = logging.getLogger(__name__)
 
 
+def provide_runtime(state: State) -> Runtime:
+    return runtime_of(state)
+
+
 def provide_relay(state: State) -> OutboxRelay:
-    relay: OutboxRelay = state.relay
-    return relay
+    return runtime_of(state).relay
 
 
 def provide_hub(state: State) -> EventHub:
-    hub: EventHub = state.hub
+    hub = runtime_of(state).hub
+    assert hub is not None, "an API runtime always has a hub"
     return hub
 
 
@@ -69,35 +72,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        # One Redis pool per process serves jobs (arq), events and health.
-        redis = await create_arq_pool(settings)
-        bus = EventBus(redis)
-        # The relay's own small pool, without pre-ping: one flusher runs at a
-        # time, and a batch that meets a dropped connection stays pending for
-        # the sweep, which is cheaper than three round trips per batch.
-        relay_engine = create_engine(settings, pre_ping=False, pool_size=2, max_overflow=2)
-        relay = OutboxRelay(
-            create_sessionmaker(relay_engine), bus, ArqJobQueue(redis), fast_path=settings.outbox_fast_path
-        )
-        app.state.update(redis=redis, engine=engine, bus=bus, relay=relay)
-        # The replica's one Redis subscription for every live-stream client.
-        hub = EventHub(
-            settings.redis,
-            bus,
-            queue_size=settings.sse_client_queue,
-            keepalive_seconds=settings.sse_keepalive_seconds,
-            gc_gen0_threshold=settings.sse_gc_gen0_threshold,
-        )
-        await hub.start()
-        app.state.hub = hub
+        # The plugin's engine, and the relay, bus, Redis and live-stream hub (handoffs.runtime).
+        runtime = await open_runtime(settings, role="api", engine=engine)
+        app.state[STATE_KEY] = runtime
         try:
             yield
         finally:
-            await hub.stop()
-            await relay.drain()
-            await redis.aclose()
-            await relay_engine.dispose()
-            await engine.dispose()
+            await runtime.close()
 
     return Litestar(
         route_handlers=[
@@ -117,14 +98,20 @@ def create_app(
         template_config=template_config(),
         plugins=[SQLAlchemyPlugin(config=alchemy)],
         on_app_init=[jwt_auth.on_app_init],
-        # One line format for the process; unhandled errors are logged by handoffs.errors.
-        logging_config=LoggingConfig(formatters={"standard": {"format": LOG_FORMAT}}, log_exceptions="never"),
+        # One line format for the process, at the level the CLI set (`handoffs -v`: DEBUG);
+        # unhandled errors are logged by handoffs.errors.
+        logging_config=LoggingConfig(
+            formatters={"standard": {"format": LOG_FORMAT}},
+            root={"handlers": ["queue_listener"], "level": logging.getLogger().getEffectiveLevel()},
+            log_exceptions="never",
+        ),
         lifespan=[lifespan],
         dependencies={
             "settings": Provide(lambda: settings, sync_to_thread=False),
             "tokens": Provide(lambda: tokens, sync_to_thread=False),
             "relay": Provide(provide_relay, sync_to_thread=False),
             "hub": Provide(provide_hub, sync_to_thread=False),
+            "runtime": Provide(provide_runtime, sync_to_thread=False),
         },
         middleware=[csrf_middleware],
         exception_handlers=exception_handlers,

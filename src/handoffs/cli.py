@@ -179,21 +179,16 @@ def outbox(data_dir: str | None, limit: int, retry_failed: bool, topic: str | No
         raise click.UsageError("--topic goes with --retry-failed")
 
     async def retry(settings: Settings) -> None:
-        from redis.asyncio import Redis
-
-        from handoffs.events import EventBus
         from handoffs.jobs.retry import retry_failed as retry_failed_jobs
-        from handoffs.relay import ArqJobQueue, OutboxRelay
+        from handoffs.runtime import open_runtime
 
-        engine = create_engine(settings)
-        redis = Redis.from_url(settings.redis)
+        runtime = await open_runtime(settings, role="cli")
         try:
-            sessionmaker = create_sessionmaker(engine)
-            relay = OutboxRelay(sessionmaker, EventBus(redis), ArqJobQueue(redis))
-            retried = await retry_failed_jobs(sessionmaker, redis, relay, topic=topic, limit=limit)
+            retried = await retry_failed_jobs(
+                runtime.sessionmaker, runtime.redis, runtime.relay, topic=topic, limit=limit
+            )
         finally:
-            await redis.aclose()
-            await engine.dispose()
+            await runtime.close()
         for row_id, row_topic in retried:
             click.echo(f"queued again: {row_topic:<24} {row_id}")
         click.echo(f"{len(retried)} failed jobs queued again" if retried else "no failed jobs to retry")

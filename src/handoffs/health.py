@@ -9,7 +9,8 @@ import msgspec
 from litestar import Controller, Response, get
 from litestar.datastructures import State
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+
+from handoffs.runtime import runtime_of
 
 
 class Liveness(msgspec.Struct):
@@ -48,15 +49,15 @@ class HealthController(Controller):
     @get("/ready", exclude_from_auth=True, summary="Readiness")
     async def ready(self, state: State) -> Response[Readiness]:
         """Readiness: 200 when PostgreSQL and Redis both answer, else 503 naming what is down."""
-        engine: AsyncEngine = state.engine
+        runtime = runtime_of(state)
 
         async def ping_db() -> None:
-            async with engine.connect() as conn:
+            async with runtime.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
 
-        pg, rd = await asyncio.gather(_check(ping_db()), _check(state.redis.ping()))
+        pg, rd = await asyncio.gather(_check(ping_db()), _check(runtime.redis.ping()))
         # The replica's one subscription; while it reconnects, live clients wait.
-        hub = state.get("hub")
+        hub = runtime.hub
         stream = "ok" if hub is None or hub.connected.is_set() else "reconnecting"
         ok = pg == "ok" and rd == "ok"
         return Response(

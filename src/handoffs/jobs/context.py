@@ -16,6 +16,7 @@ from handoffs.batching import Coalescer
 from handoffs.config import Settings
 from handoffs.events import EventBus
 from handoffs.relay import OutboxRelay
+from handoffs.runtime import Runtime
 
 CTX_KEY = "handoffs"
 
@@ -25,7 +26,11 @@ R = TypeVar("R")
 
 @dataclass
 class JobContext:
+    """The worker's runtime (handoffs.runtime) and what jobs add to it; its parts are named
+    here too, as the jobs use them."""
+
     settings: Settings
+    runtime: Runtime
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     bus: EventBus

@@ -10,19 +10,16 @@ import httpx
 import uvloop
 from anthropic import AsyncAnthropic
 from arq import Worker, cron
-from arq.connections import ArqRedis
 
 from handoffs.ai import AnthropicAssessor, Assessor, OfflineAssessor
 from handoffs.config import Settings
-from handoffs.db import create_engine, create_sessionmaker
 from handoffs.enums import JobTopic
-from handoffs.events import EventBus
 from handoffs.jobs.context import CTX_KEY, JobContext, job_context
 from handoffs.jobs.email import send_escalation_emails
 from handoffs.jobs.enrichment import enrich_escalation
 from handoffs.jobs.psa import push_to_psa
 from handoffs.jobs.queue import redis_settings
-from handoffs.relay import ArqJobQueue, OutboxRelay
+from handoffs.runtime import open_runtime
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +58,15 @@ def worker_options(settings: Settings, *, extra_ctx: dict[str, Any] | None = Non
     overrides = dict(extra_ctx or {})
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        redis: ArqRedis = ctx["redis"]
-        engine = create_engine(settings, pre_ping=False)
-        sessionmaker = create_sessionmaker(engine)
-        bus = EventBus(redis)
+        # arq's own Redis pool: the runtime uses it and leaves closing it to arq.
+        runtime = await open_runtime(settings, role="worker", redis=ctx["redis"])
         ctx[CTX_KEY] = JobContext(
             settings=settings,
-            engine=engine,
-            sessionmaker=sessionmaker,
-            bus=bus,
-            relay=OutboxRelay(sessionmaker, bus, ArqJobQueue(redis), stale_after=_stale_after(settings)),
+            runtime=runtime,
+            engine=runtime.engine,
+            sessionmaker=runtime.sessionmaker,
+            bus=runtime.bus,
+            relay=runtime.relay,
             assessor=overrides.get("assessor") or make_assessor(settings),
             http=overrides.get("http") or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)),
         )
@@ -80,10 +76,9 @@ def worker_options(settings: Settings, *, extra_ctx: dict[str, Any] | None = Non
         if jc is None:
             return
         await jc.drain()
-        await jc.relay.drain()
         if "http" not in overrides:
             await jc.http.aclose()
-        await jc.engine.dispose()
+        await jc.runtime.close()
 
     return {
         "functions": FUNCTIONS,
@@ -116,10 +111,3 @@ def run_worker(options: dict[str, Any]) -> Worker:
     worker = Worker(**options)
     worker.run()
     return worker
-
-
-def _stale_after(settings: Settings) -> Any:
-    from datetime import timedelta
-
-    # A dispatched job not finished after its timeout (plus margin) was lost: re-dispatch it.
-    return timedelta(seconds=settings.job_timeout_seconds * 2 + 60)

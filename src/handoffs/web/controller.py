@@ -28,6 +28,7 @@ from litestar.response import Redirect, Template
 from handoffs.deps import CurrentUser, DbSession, provide_user
 from handoffs.errors import DomainError
 from handoffs.events import EventBus
+from handoffs.runtime import STATE_KEY, Runtime
 from handoffs.web.views import ConsoleViews
 
 #: Sent with every page: pages hold tenant data (no caching, no framing) and load
@@ -46,8 +47,8 @@ Part = Literal["status", "assessment", "documentation"]
 
 
 def provide_bus(state: State) -> EventBus | None:
-    bus: EventBus | None = state.get("bus")
-    return bus
+    runtime: Runtime | None = state.get(STATE_KEY)
+    return None if runtime is None else runtime.bus
 
 
 def provide_views(

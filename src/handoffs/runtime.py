@@ -1,0 +1,117 @@
+"""The process's connections, opened in one place for the API, the worker and the CLI.
+
+Each process has one :class:`Runtime`: its engine, its Redis pool, the event bus,
+the outbox relay and, in an API replica, the live-stream hub. The roles differ in
+a few deliberate ways, written down here rather than in three wiring functions:
+
+- ``api``: the engine the SQLAlchemy plugin also uses (checked on checkout:
+  a request never meets a connection PostgreSQL dropped); the relay gets its
+  own small pool without pre-ping (one flusher at a time; a batch that meets a
+  dropped connection stays pending for the sweep); the hub holds the replica's
+  one Redis subscription.
+- ``worker``: no pre-ping (a job that meets a dropped connection is retried,
+  cheaper than pinging before every transaction); arq's own Redis pool, which
+  arq closes; the relay re-dispatches jobs lost with a killed worker.
+- ``cli``: one-shot commands; defaults everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+from arq.connections import ArqRedis
+from litestar.datastructures import State
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from handoffs.config import Settings
+from handoffs.db import create_engine, create_sessionmaker
+from handoffs.events import EventBus
+from handoffs.jobs.queue import create_arq_pool
+from handoffs.relay import ArqJobQueue, OutboxRelay
+from handoffs.stream.hub import EventHub
+
+Role = Literal["api", "worker", "cli"]
+
+#: Where the API keeps its runtime on ``app.state``.
+STATE_KEY = "runtime"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    role: Role
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: ArqRedis
+    bus: EventBus
+    relay: OutboxRelay
+    hub: EventHub | None = None
+    """The live-stream hub: API replicas only."""
+    _owned_redis: bool = True
+    _engines: list[AsyncEngine] = field(default_factory=list, repr=False)
+
+    async def close(self) -> None:
+        """Stop the hub, let the relay hand on what it holds, then close the connections."""
+        if self.hub is not None:
+            await self.hub.stop()
+        await self.relay.drain()
+        if self._owned_redis:
+            await self.redis.aclose()
+        for engine in self._engines:
+            await engine.dispose()
+
+
+async def open_runtime(
+    settings: Settings, *, role: Role, engine: AsyncEngine | None = None, redis: ArqRedis | None = None
+) -> Runtime:
+    """Open the connections ``role`` needs. ``engine`` and ``redis``, when given, are the
+    caller's (the API's plugin engine, arq's pool); the runtime disposes the engine but
+    leaves a given Redis to its owner."""
+    engines: list[AsyncEngine] = []
+    if engine is None:
+        engine = create_engine(settings, pre_ping=role != "worker")
+    engines.append(engine)
+    owned_redis = redis is None
+    redis = redis if redis is not None else await create_arq_pool(settings)
+    bus = EventBus(redis)
+    sessionmaker = create_sessionmaker(engine)
+    relay_options: dict[str, Any] = {}
+    relay_sessionmaker = sessionmaker
+    if role == "api":
+        relay_engine = create_engine(settings, pre_ping=False, pool_size=2, max_overflow=2)
+        engines.append(relay_engine)
+        relay_sessionmaker = create_sessionmaker(relay_engine)
+        relay_options["fast_path"] = settings.outbox_fast_path
+    elif role == "worker":
+        # A dispatched job not finished after its timeout (plus margin) was lost: re-dispatch it.
+        relay_options["stale_after"] = timedelta(seconds=settings.job_timeout_seconds * 2 + 60)
+    runtime = Runtime(
+        settings=settings,
+        role=role,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        redis=redis,
+        bus=bus,
+        relay=OutboxRelay(relay_sessionmaker, bus, ArqJobQueue(redis), **relay_options),
+        _owned_redis=owned_redis,
+        _engines=engines,
+    )
+    if role == "api":
+        runtime.hub = EventHub(
+            settings.redis,
+            bus,
+            queue_size=settings.sse_client_queue,
+            keepalive_seconds=settings.sse_keepalive_seconds,
+            gc_gen0_threshold=settings.sse_gc_gen0_threshold,
+        )
+        await runtime.hub.start()
+    return runtime
+
+
+def runtime_of(state: State | Any) -> Runtime:
+    """The API's runtime, from ``app.state`` (or an app)."""
+    state = getattr(state, "state", state)
+    runtime: Runtime = state[STATE_KEY]
+    return runtime
