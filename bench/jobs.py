@@ -422,9 +422,8 @@ async def create_escalations(
     """
     from sqlalchemy import insert
 
-    from handoffs.enums import AssessmentStatus, HandoffIntent, MessageRole, Priority, SessionStatus
+    from handoffs.enums import AssessmentStatus, HandoffIntent, JobTopic, MessageRole, Priority, SessionStatus
     from handoffs.models import AISession, OutboxMessage, SessionHandoff, SessionMessage
-    from handoffs.enums import JobTopic
 
     handoff_ids: list[UUID] = []
     outbox_ids: list[UUID] = []

@@ -19,7 +19,7 @@ from handoffs.accounts.service import DEMO_PASSWORD, DEMO_USERS, seed_demo
 from handoffs.app import create_app
 from handoffs.config import Settings
 from handoffs.db import create_engine, create_sessionmaker, migrate
-from tests.infra import TEST_DATA, TestServices, start_test_services
+from tests.support.infra import TEST_DATA, TestServices, start_test_services
 
 DEMO_EMAILS = tuple(u.email for u in DEMO_USERS)
 
@@ -128,6 +128,10 @@ async def clean_tables(request: pytest.FixtureRequest) -> None:
     if "engine" not in request.fixturenames and "client" not in request.fixturenames:
         return
     engine: AsyncEngine = request.getfixturevalue("engine")
+    if "client" in request.fixturenames:
+        # The previous test's dispatches finish first: truncating under them would make the
+        # relay log an error, and this test would be blamed for it.
+        await settle(request.getfixturevalue("client"))
     async with engine.begin() as conn:
         await conn.execute(
             text(
@@ -222,7 +226,7 @@ __all__ = ["TEST_DATA", "Actor", "Api"]
 @pytest.fixture(scope="session")
 def replicas(settings: Settings, engine: AsyncEngine) -> Iterator[list[str]]:
     """Two API replicas as separate uvicorn processes (started once per worker)."""
-    from tests.replicas import run_replicas
+    from tests.support.replicas import run_replicas
 
     with run_replicas(settings, count=2) as urls:
         yield urls
@@ -250,20 +254,21 @@ async def settle(client: AsyncTestClient[Litestar], seconds: float = 10) -> None
     The test client runs the app on its own event loop in a thread, so poll
     rather than await that loop's tasks.
     """
-    import asyncio
+    from handoffs.runtime import runtime_of
+    from tests.support.polling import wait_for
 
-    relay = client.app.state.relay
-    for _ in range(int(seconds / 0.01)):
-        if not relay.busy:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the outbox relay did not finish dispatching")
+    relay = runtime_of(client.app).relay
+
+    async def idle() -> bool:
+        return not relay.busy
+
+    await wait_for(idle, seconds=seconds, interval=0.01)
 
 
 @pytest.fixture
 def dead_port() -> Iterator[int]:
     """A port where connections are refused, and that no other test worker can take meanwhile."""
-    from tests.ports import refused_port
+    from tests.support.ports import refused_port
 
     with refused_port() as port:
         yield port
@@ -272,7 +277,7 @@ def dead_port() -> Iterator[int]:
 @pytest.fixture(scope="session")
 async def chromium() -> AsyncIterator[Any]:
     """One headless Chromium per test worker (Debian's; the browser tests skip without it)."""
-    from tests.browser import launch, require_chromium
+    from tests.support.browser import launch, require_chromium
 
     require_chromium()
     async with launch() as browser:
@@ -282,7 +287,7 @@ async def chromium() -> AsyncIterator[Any]:
 @pytest.fixture(scope="session")
 def stream_replicas(settings: Settings, engine: AsyncEngine) -> Iterator[list[str]]:
     """Two API replicas (separate uvicorn processes) for the live-stream tests: short keepalive."""
-    from tests.test_stream_support import STREAM_REPLICA_ENV, replicas_with_env
+    from tests.support.sse import STREAM_REPLICA_ENV, replicas_with_env
 
     with replicas_with_env(settings, 2, STREAM_REPLICA_ENV) as urls:
         yield urls

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser import artifact
 from tests.conftest import Api
+from tests.support.browser import artifact
 
 
 async def test_the_docs_page_loads_only_the_apps_own_assets_under_a_strict_csp(api: Api) -> None:

@@ -13,21 +13,21 @@ from litestar.testing import AsyncTestClient
 from handoffs.app import create_app
 from handoffs.config import Settings
 from handoffs.embedded import EmbeddedPostgres, EmbeddedRedis
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.slow
 
 
-async def ready_until(client: AsyncTestClient[Any], status: int, tries: int = 200) -> dict[str, Any]:
+async def ready_until(client: AsyncTestClient[Any], status: int) -> dict[str, Any]:
     """The readiness answer once it has the expected status (pools reconnect on their own time)."""
-    for _ in range(tries):
+
+    async def answer() -> dict[str, Any] | None:
         response = await client.get("/health/ready")
-        if response.status_code == status:
-            body: dict[str, Any] = response.json()
-            return body
-        await asyncio.sleep(0.05)
-    raise AssertionError(
-        f"/health/ready never answered {status}; last: {response.status_code} {response.text}"
-    )
+        body: dict[str, Any] = response.json()
+        return body if response.status_code == status else None
+
+    result: dict[str, Any] = await wait_for(answer, seconds=10, interval=0.05)
+    return result
 
 
 async def test_readiness_answers_503_naming_what_is_down_and_200_once_it_is_back(

@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.config import Settings
 from handoffs.models import SessionHandoff
-from tests.browser import PHONE, Console, artifact, open_console
 from tests.conftest import Actor
-from tests.workers import fast_settings, run_jobs
+from tests.support.browser import PHONE, Console, artifact, open_console
+from tests.support.workers import fast_settings, run_jobs
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_redis")]
 
@@ -289,7 +289,7 @@ async def test_failed_assessment_shows_the_reason_live(
 ) -> None:
     import httpx2
 
-    from tests.fake_anthropic import FakeMessagesAPI
+    from tests.support.fake_anthropic import FakeMessagesAPI
 
     session_id, handoff_id = await escalate_by_api(
         replicas[0], actors["jane"], summary="VPN drops every hour"
@@ -404,7 +404,7 @@ async def test_stream_reconnects_after_a_replica_restart_and_resyncs_when_histor
     from urllib.parse import urlsplit
 
     from handoffs.events import stream_key
-    from tests.browser import start_replica
+    from tests.support.browser import start_replica
 
     fast = {"SSE_RETRY_MS": "250", "SSE_KEEPALIVE_SECONDS": "1"}
     replica = start_replica(settings, **fast)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.replicas import ROOT
+from tests.support.replicas import ROOT
 
 
 def _compose() -> str:

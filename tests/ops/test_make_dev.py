@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from handoffs.embedded import free_port
-from tests.replicas import ROOT
+from tests.support.replicas import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -65,34 +65,54 @@ def copy(tmp_path: Path) -> Iterator[Path]:
         proc.kill()
 
 
-def wait_ready(url: str, make: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
+def wait_ready(url: str, make: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> bool:
+    """True once this make dev serves ``url``; False if its port was taken meanwhile (try another)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        console = log.read_text(errors="replace")
         if make.poll() is not None:
-            pytest.fail(f"make dev exited with {make.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+            if "address already in use" in console:
+                return False
+            pytest.fail(f"make dev exited with {make.returncode}:\n{console[-3000:]}")
+        # Only ours once uvicorn says so: a neighbour's server could answer on a port we lost.
+        if f"Uvicorn running on {url}" in console:
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
         time.sleep(0.5)
     pytest.fail(f"make dev did not become ready:\n{log.read_text()[-3000:]}")
 
 
-def test_make_dev_on_a_fresh_copy_serves_the_demo_and_ctrl_c_stops_everything(copy: Path) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+def start_make_dev(copy: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`make dev PORT=<free>` in ``copy``, ready; another port if the first was taken before it bound."""
     env = {k: v for k, v in os.environ.items() if k not in UNSET and not k.startswith("PYTEST_")}
     env["PYTHONPATH"] = str(copy / "src")  # the copy's code, not the checkout's editable install
+    for _ in range(3):
+        port = free_port()  # make dev takes a port number, as a person gives it
+        url = f"http://127.0.0.1:{port}"
+        with log.open("wb") as out:
+            # `-o`: the venv's install stamp counts as up to date, so make does not reinstall it.
+            make = subprocess.Popen(
+                ["make", "-o", f"{VENV}/.installed", "dev", f"VENV={VENV}", f"PORT={port}"],
+                cwd=copy, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        try:
+            if wait_ready(url, make, log):
+                return make, url
+        except BaseException:
+            os.killpg(make.pid, signal.SIGINT)
+            make.wait(timeout=60)
+            raise
+        make.wait(timeout=60)
+    pytest.fail("three free ports in a row were taken before make dev could bind them")
+
+
+def test_make_dev_on_a_fresh_copy_serves_the_demo_and_ctrl_c_stops_everything(copy: Path) -> None:
     log = copy.parent / "make-dev.log"
-    with log.open("wb") as out:
-        # `-o`: the venv's install stamp counts as up to date, so make does not reinstall it.
-        make = subprocess.Popen(
-            ["make", "-o", f"{VENV}/.installed", "dev", f"VENV={VENV}", f"PORT={port}"],
-            cwd=copy, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    make, url = start_make_dev(copy, log)
     try:
-        wait_ready(url, make, log)
         login = httpx.post(f"{url}/api/v1/auth/login", json={"email": "jane@acme.test", "password": "demo"})
         assert login.status_code == 200, login.text
         assert httpx.get(f"{url}/health").json() == {"status": "ok"}

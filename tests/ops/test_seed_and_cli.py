@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from handoffs.accounts.service import DEMO_USERS, seed_demo
 from handoffs.config import Settings
 from handoffs.models import Account, Team, User
 from tests.conftest import Api
-from tests.replicas import ROOT, log_dir, run_cli
+from tests.support.replicas import ROOT, log_dir, run_cli
 
 
 async def _snapshot(db: AsyncSession) -> list[tuple[str, ...]]:
@@ -125,6 +126,7 @@ async def test_the_queue_read_the_service_runs_uses_the_partial_queue_index(
     await db.execute(text("ANALYZE ai_sessions, session_handoffs"))
     plan = "\n".join(row[0] for row in await db.execute(Explain(queue_statement(api["sam"].account_id, 200))))
     assert "ix_handoffs_queue" in plan, plan
+    assert "Sort" not in plan, plan  # the index gives the whole order: the scan stops at LIMIT
 
 
 async def _copy_open_handoff(
@@ -162,32 +164,40 @@ def test_handoffs_serve_answers_on_the_port_it_is_given(settings: Settings, engi
     import httpx
 
     from handoffs.embedded import free_port
-    from tests.replicas import replica_env
+    from tests.support.replicas import replica_env
 
-    port = free_port()  # `serve` takes a port number, as an operator gives it
-    with (log_dir() / f"serve-{port}.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "handoffs.cli", "serve", "--port", str(port)],
-            cwd=ROOT, env=replica_env(settings), stdout=log, stderr=log,
-        )  # fmt: skip
-    try:
-        for _ in range(300):
-            assert proc.poll() is None, f"serve exited with {proc.returncode}"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            pytest.fail("handoffs serve did not become ready")
-        login = httpx.post(
-            f"http://127.0.0.1:{port}/api/v1/auth/login", json={"email": "jane@acme.test", "password": "demo"}
-        )
-        assert login.status_code == 200
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    for _ in range(3):
+        port = free_port()  # `serve` takes a port number, as an operator gives it
+        url = f"http://127.0.0.1:{port}"
+        log_path = log_dir() / f"serve-{port}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "handoffs.cli", "serve", "--port", str(port)],
+                cwd=ROOT, env=replica_env(settings), stdout=log, stderr=log,
+            )  # fmt: skip
+        try:
+            for _ in range(600):
+                said = log_path.read_text(errors="replace")
+                if proc.poll() is not None:
+                    assert "address already in use" in said, f"serve exited with {proc.returncode}:\n{said}"
+                    break  # the port went to someone else before serve bound it: another one
+                # Only ours once uvicorn says so: a neighbour could answer on a port we lost.
+                if f"Uvicorn running on {url}" in said:
+                    with contextlib.suppress(httpx.HTTPError):
+                        if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                            login = httpx.post(
+                                f"{url}/api/v1/auth/login",
+                                json={"email": "jane@acme.test", "password": "demo"},
+                            )
+                            assert login.status_code == 200
+                            return
+                time.sleep(0.1)
+            else:
+                pytest.fail(f"handoffs serve did not become ready:\n{said}")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    pytest.fail("three free ports in a row were taken before handoffs serve could bind them")
 
 
 async def test_a_unix_socket_database_url_works_as_documented(tmp_path: Path) -> None:

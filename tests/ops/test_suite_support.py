@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import browser
-from tests.infra import TestServices
+from tests.support import browser
+from tests.support.infra import TestServices
 
 
 @pytest.mark.parametrize("ci", ["true", "1"])
@@ -30,7 +30,7 @@ def test_a_missing_chromium_skips_the_browser_tests_on_a_developers_machine(
 def test_each_worker_gets_its_own_redis_database_and_a_sixteenth_refuses(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tests.infra import worker_redis_url
+    from tests.support.infra import worker_redis_url
 
     urls = set()
     for n in range(15):
@@ -50,7 +50,7 @@ async def test_another_runs_test_database_is_kept_and_only_a_day_old_one_is_drop
 
     import asyncpg
 
-    from tests.infra import asyncpg_dsn, drop_database, recreate_database
+    from tests.support.infra import asyncpg_dsn, drop_database, recreate_database
 
     now = int(time.time())
     elsewhere = f"handoffs_test_{now - 600}_otherrun0000_gw3"  # a live run on another machine

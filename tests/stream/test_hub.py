@@ -13,7 +13,8 @@ from handoffs.config import Settings
 from handoffs.events import EventBus, RawEvent, channel_name, parse_stream_id, stream_key
 from handoffs.stream.hub import EventHub, Subscription
 from handoffs.stream.service import event_stream
-from tests.test_stream_support import SseParser, event_payload, eventually, publish_many
+from tests.support.polling import eventually
+from tests.support.sse import SseParser, event_payload, publish_many
 
 
 @pytest.fixture

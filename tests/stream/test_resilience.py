@@ -24,13 +24,13 @@ from handoffs.config import Settings
 from handoffs.embedded import EmbeddedRedis
 from handoffs.events import EventBus, channel_name
 from tests.conftest import Api
-from tests.replicas import run_replica_processes
-from tests.test_stream_support import (
+from tests.support.polling import eventually
+from tests.support.replicas import run_replica_processes
+from tests.support.sse import (
     STREAM_REPLICA_ENV,
     RawSseSocket,
     SseClient,
     event_payload,
-    eventually,
     open_stream,
     publish_many,
     replicas_with_env,
@@ -214,7 +214,7 @@ async def test_200_clients_on_one_replica_hold_a_constant_number_of_redis_connec
         assert len(with_200) <= with_one + HISTORY_CONCURRENCY, (with_one, with_200)
 
         # The streams hold no database connection: the replica's pool (at most 30, see
-        # tests/replicas.py) is far smaller than the number of open streams, and a plain
+        # tests/support/replicas.py) is far smaller than the number of open streams, and a plain
         # request is still served at once.
         async with asyncio.timeout(30):  # a deadline against a hang, not a speed claim
             queue = await http.get(isolated.replica + "/api/v1/ai-sessions/queue", headers=sam.headers)

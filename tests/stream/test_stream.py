@@ -18,12 +18,13 @@ from redis.asyncio import Redis
 
 from handoffs.config import Settings
 from handoffs.events import EventBus, channel_name, parse_stream_id
+from handoffs.runtime import runtime_of
 from tests.conftest import Actor, Api
-from tests.test_stream_support import (
+from tests.support.polling import eventually
+from tests.support.sse import (
     STREAM_PATH,
     SseEvent,
     event_payload,
-    eventually,
     open_stream,
     publish_many,
     seqs,
@@ -346,5 +347,6 @@ async def test_the_default_keepalive_is_at_most_the_contracts_25_seconds(
     monkeypatch.delenv("SSE_KEEPALIVE_SECONDS", raising=False)
     assert Settings.from_env().sse_keepalive_seconds <= 25
     # The app's hub (built from the suite's settings, which keep the default) ticks that often.
-    hub = client.app.state.hub
+    hub = runtime_of(client.app).hub
+    assert hub is not None
     assert 0 < hub.keepalive_seconds <= 25

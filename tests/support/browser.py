@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from handoffs.config import Settings
-from tests.ports import listening_socket, port_of
-from tests.replicas import ROOT, Replica, log_dir, replica_env, wait_ready
+from tests.support.ports import listening_socket, port_of
+from tests.support.replicas import ROOT, Replica, log_dir, replica_env, wait_ready
 
 CHROMIUM = Path(os.environ.get("HANDOFFS_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [

@@ -15,10 +15,11 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import psutil
 
 from handoffs.embedded import EmbeddedPostgres, EmbeddedRedis
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEST_DATA = ROOT / ".data" / "test"
 
 
@@ -60,13 +61,21 @@ def database_name() -> str:
     return f"handoffs_test_{RUN_STARTED}_{run[:12]}_{worker_id()}"
 
 
+def _stale(name: str) -> bool:
+    parts = name.split("_")
+    if parts[2].isdigit():
+        return int(parts[2]) < time.time() - STALE_AFTER_SECONDS
+    # The naming before run ids, handoffs_test_<worker>_<pid>: this machine's, if the pid is dead.
+    pid = parts[-1]
+    return pid.isdigit() and not psutil.pid_exists(int(pid))
+
+
 async def recreate_database(admin_url: str, name: str) -> None:
     """Create this worker's database, and drop ones that test runs left more than a day ago."""
     conn = await asyncpg.connect(asyncpg_dsn(admin_url))
     try:
         for row in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'handoffs_test_%'"):
-            started = row["datname"].split("_")[2]
-            if started.isdigit() and int(started) < time.time() - STALE_AFTER_SECONDS:
+            if _stale(row["datname"]):
                 await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.execute(f'CREATE DATABASE "{name}"')

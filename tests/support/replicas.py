@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 
 from handoffs.config import Settings
-from tests.ports import listening_socket, port_of
+from tests.support.ports import listening_socket, port_of
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

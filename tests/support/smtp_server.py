@@ -12,7 +12,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from tests.ports import listening_socket, port_of
+from tests.support.ports import listening_socket, port_of
 
 
 class Inbox:
@@ -38,7 +38,7 @@ class Inbox:
 
 
 class _BoundController(Controller):  # type: ignore[misc]
-    """aiosmtpd's controller on a socket we bound ourselves (see tests/ports.py)."""
+    """aiosmtpd's controller on a socket we bound ourselves (see tests/support/ports.py)."""
 
     def __init__(self, handler: Any, sock: socket.socket) -> None:
         super().__init__(handler, hostname="127.0.0.1", port=port_of(sock))

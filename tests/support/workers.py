@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from handoffs.config import Settings
 from handoffs.jobs.context import CTX_KEY, JobContext
 from handoffs.jobs.worker import worker_options
-from tests.replicas import ROOT, replica_env
+from tests.support.replicas import ROOT, replica_env
 
 #: Quick retries and a short job timeout, so retry and crash paths finish in seconds.
 FAST = {"job_retry_base_seconds": 0.05, "job_retry_cap_seconds": 0.2, "job_timeout_seconds": 2}
@@ -72,15 +72,3 @@ def start_worker_process(settings: Settings, log_path: str, **env: str) -> subpr
             stdout=log,
             stderr=log,
         )
-
-
-async def wait_for(predicate: Any, seconds: float = 20, interval: float = 0.1) -> Any:
-    """Poll an async predicate until it returns something truthy; fail after ``seconds``."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {seconds}s (last value {value!r})")
-        await asyncio.sleep(interval)

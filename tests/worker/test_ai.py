@@ -14,7 +14,7 @@ from handoffs.enums import OutboxStatus
 from handoffs.events import EventBus
 from handoffs.models import OutboxMessage, SessionHandoff
 from tests.conftest import Api, settle
-from tests.fake_anthropic import (
+from tests.support.fake_anthropic import (
     MODEL,
     VALID_OUTPUT,
     FakeMessagesAPI,
@@ -22,7 +22,7 @@ from tests.fake_anthropic import (
     message,
     overloaded,
 )
-from tests.workers import fast_settings, job_context, run_jobs
+from tests.support.workers import fast_settings, job_context, run_jobs
 
 pytestmark = pytest.mark.usefixtures("clean_redis")
 

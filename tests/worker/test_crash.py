@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-
 import httpx
 import pytest
 from redis.asyncio import Redis
@@ -14,10 +12,11 @@ from handoffs.config import Settings
 from handoffs.enums import AssessmentStatus, OutboxStatus
 from handoffs.models import OutboxMessage, SessionHandoff
 from tests.conftest import Api, settle
-from tests.fake_anthropic import HangingMessagesServer
-from tests.replicas import log_dir, run_replica_processes
-from tests.smtp_server import smtp_server
-from tests.workers import start_worker_process, wait_for
+from tests.support.fake_anthropic import HangingMessagesServer
+from tests.support.polling import wait_for
+from tests.support.replicas import log_dir, run_replica_processes
+from tests.support.smtp_server import smtp_server
+from tests.support.workers import start_worker_process
 
 pytestmark = [pytest.mark.usefixtures("clean_redis"), pytest.mark.slow]
 SENIORS = ["ada@acme.test", "olivia@acme.test", "sam@acme.test"]
@@ -57,8 +56,8 @@ async def test_api_killed_after_commit_before_dispatch_is_swept_and_mails_once(
             row = await wait_for(lambda: _assessment(db, handoff["id"]), seconds=30)
             assert row.ai_assessment["source"] == "offline"
             await wait_for(lambda: _count(inbox.messages, 3), seconds=15)
-            swept = await _sweeps(redis)
-            await wait_for(lambda: _at_least(_sweeps(redis), swept + 2), seconds=30)
+            swept = await _latest_sweeps(redis)
+            await wait_for(lambda: _sweeps_after(redis, max(swept, default=0), 2), seconds=30)
             assert len(inbox.messages) == 3  # two more sweeps passed: nothing was sent again
         finally:
             worker.terminate()
@@ -106,10 +105,12 @@ async def _flag(value: bool) -> bool:
     return value
 
 
-async def _sweeps(redis: Redis) -> int:
-    """Outbox sweeps run in the last minute: each keeps its result that long (jobs/worker.py)."""
-    return len([key async for key in redis.scan_iter(match="arq:result:cron:sweep_outbox:*")])
+async def _latest_sweeps(redis: Redis) -> list[int]:
+    """When recent outbox sweeps were due (ms): each keeps its result a minute (jobs/worker.py),
+    under a job id that ends in that time."""
+    keys = [key async for key in redis.scan_iter(match="arq:result:cron:sweep_outbox:*")]
+    return [int(key.rsplit(b":", 1)[-1]) for key in keys]
 
 
-async def _at_least(count: Awaitable[int], expected: int) -> bool:
-    return await count >= expected
+async def _sweeps_after(redis: Redis, since_ms: int, count: int) -> bool:
+    return len([t for t in await _latest_sweeps(redis) if t > since_ms]) >= count

@@ -15,8 +15,8 @@ from handoffs.config import Settings
 from handoffs.enums import DeliveryStatus, OutboxStatus
 from handoffs.models import EmailDelivery, OutboxMessage
 from tests.conftest import Api, settle
-from tests.smtp_server import Inbox, smtp_server
-from tests.workers import fast_settings, run_jobs
+from tests.support.smtp_server import Inbox, smtp_server
+from tests.support.workers import fast_settings, run_jobs
 
 pytestmark = pytest.mark.usefixtures("clean_redis")
 SENIORS = ("sam@acme.test", "ada@acme.test", "olivia@acme.test")

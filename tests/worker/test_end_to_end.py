@@ -16,7 +16,8 @@ from handoffs.config import Settings
 from handoffs.events import EventBus
 from handoffs.jobs.worker import worker_options
 from tests.conftest import Api
-from tests.workers import fast_settings, wait_for
+from tests.support.polling import wait_for
+from tests.support.workers import fast_settings
 
 pytestmark = pytest.mark.usefixtures("clean_redis")
 

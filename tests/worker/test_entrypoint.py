@@ -13,7 +13,7 @@ from handoffs.config import Settings
 from handoffs.enums import OutboxStatus
 from handoffs.models import OutboxMessage, SessionHandoff
 from tests.conftest import Api, settle
-from tests.replicas import ROOT, replica_env
+from tests.support.replicas import ROOT, replica_env
 
 pytestmark = pytest.mark.usefixtures("clean_redis")
 

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handoffs.config import Settings
 from handoffs.models import SessionHandoff
 from tests.conftest import Api, settle
-from tests.fake_psa import FakePsa, fake_psa_server
-from tests.workers import fast_settings, run_jobs
+from tests.support.fake_psa import FakePsa, fake_psa_server
+from tests.support.workers import fast_settings, run_jobs
 
 pytestmark = pytest.mark.usefixtures("clean_redis")
 

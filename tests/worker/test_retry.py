@@ -19,10 +19,10 @@ from handoffs.jobs.worker import FUNCTIONS
 from handoffs.models import EmailDelivery, OutboxMessage, SessionHandoff
 from handoffs.relay import ArqJobQueue, OutboxRelay
 from tests.conftest import Api, settle
-from tests.fake_anthropic import VALID_OUTPUT, FakeMessagesAPI, message
-from tests.replicas import run_cli
-from tests.smtp_server import smtp_server
-from tests.workers import fast_settings, run_jobs
+from tests.support.fake_anthropic import VALID_OUTPUT, FakeMessagesAPI, message
+from tests.support.replicas import run_cli
+from tests.support.smtp_server import smtp_server
+from tests.support.workers import fast_settings, run_jobs
 
 pytestmark = pytest.mark.usefixtures("clean_redis")
 

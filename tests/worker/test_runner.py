@@ -17,7 +17,7 @@ from handoffs.jobs.context import CTX_KEY, JobContext
 from handoffs.jobs.runner import OutboxJob, load_rows, run_outbox_job
 from handoffs.models import OutboxMessage
 from tests.conftest import Api, settle
-from tests.workers import job_context
+from tests.support.workers import job_context
 
 pytestmark = pytest.mark.usefixtures("clean_redis")
 

@@ -1,0 +1,40 @@
+"""The suite's one way to wait: poll a condition until it holds, failing after a deadline.
+
+A deadline is a guard against a hang, never a claim about speed (that is bench/'s): make it
+generous, and say in the failure what was last seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+
+async def wait_for(
+    predicate: Callable[[], Awaitable[Any]], seconds: float = 20, interval: float = 0.1
+) -> Any:
+    """Poll an async predicate until it returns something truthy, and return that; fail after ``seconds``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {seconds}s (last value {value!r})")
+        await asyncio.sleep(interval)
+
+
+async def eventually(probe: Callable[[], Awaitable[Any]], expected: Any, within: float = 5.0) -> None:
+    """Poll ``probe`` until it answers ``expected``; fail with the last answer after ``within`` seconds."""
+    seen: list[Any] = []
+
+    async def matches() -> bool:
+        seen[:] = [await probe()]
+        return bool(seen[0] == expected)
+
+    try:
+        await wait_for(matches, seconds=within, interval=0.02)
+    except AssertionError:
+        raise AssertionError(f"still {seen[0]!r}, not {expected!r}, after {within}s") from None
