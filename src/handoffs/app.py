@@ -102,7 +102,10 @@ def create_app(
         # unhandled errors are logged by handoffs.errors.
         logging_config=LoggingConfig(
             formatters={"standard": {"format": LOG_FORMAT}},
-            root={"handlers": ["queue_listener"], "level": logging.getLogger().getEffectiveLevel()},
+            root={
+                "handlers": ["queue_listener"],
+                "level": logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+            },
             log_exceptions="never",
         ),
         lifespan=[lifespan],
