@@ -120,9 +120,9 @@ async def seed(settings: Any, email: str) -> Seeded:
     """The demo accounts and users (``seed_demo``); returns the demo user with ``email``."""
     from sqlalchemy import select
 
-    from handoffs.accounts.service import seed_demo
-    from handoffs.db import create_engine, create_sessionmaker
-    from handoffs.models import User
+    from handoffs.db.engine import create_engine, create_sessionmaker
+    from handoffs.db.models import User
+    from handoffs.domain.accounts.service import seed_demo
 
     engine = create_engine(settings)
     try:
@@ -137,7 +137,7 @@ async def seed(settings: Any, email: str) -> Seeded:
 
 def migrate_and_seed(settings: Any, email: str) -> Seeded:
     """Migrate the database to the latest schema, then ``seed`` it."""
-    from handoffs.db import migrate
+    from handoffs.db.engine import migrate
 
     migrate(settings)
     return asyncio.run(seed(settings, email))

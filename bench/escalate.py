@@ -46,9 +46,9 @@ from litestar import Litestar, post
 from litestar.di import Provide
 
 from handoffs.app import create_app
+from handoffs.db.models import OutboxMessage
 from handoffs.deps import CurrentUser, DbSession, provide_user
 from handoffs.enums import OutboxStatus
-from handoffs.models import OutboxMessage
 
 # uvicorn's API process imports this file as bench.escalate (the repo root is on its PYTHONPATH);
 # run as a script, bench/ is sys.path[0], from the repo root or from inside bench/.
@@ -323,9 +323,9 @@ async def create_sessions(settings: Any, owner: common.Seeded, n: int, messages:
     """
     from sqlalchemy import insert
 
-    from handoffs.db import create_engine, create_sessionmaker
+    from handoffs.db.engine import create_engine, create_sessionmaker
+    from handoffs.db.models import AISession, SessionMessage
     from handoffs.enums import MessageRole, SessionStatus
-    from handoffs.models import AISession, SessionMessage
 
     engine = create_engine(settings)
     ids: list[UUID] = []
@@ -371,8 +371,8 @@ async def create_sessions(settings: Any, owner: common.Seeded, n: int, messages:
 async def table_counts(settings: Any) -> dict[str, int]:
     from sqlalchemy import func, select
 
-    from handoffs.db import create_engine
-    from handoffs.models import Notification, OutboxMessage, SessionHandoff
+    from handoffs.db.engine import create_engine
+    from handoffs.db.models import Notification, OutboxMessage, SessionHandoff
 
     count = select(func.count())
     queries = {
@@ -485,7 +485,7 @@ def api_server(env: dict[str, str], log_path: Path, factory: str = FACTORY) -> I
 async def login(base_url: str) -> str:
     import httpx
 
-    from handoffs.accounts.service import DEMO_PASSWORD
+    from handoffs.domain.accounts.service import DEMO_PASSWORD
 
     async with httpx.AsyncClient(base_url=base_url) as client:
         response = await client.post(
@@ -511,7 +511,7 @@ class Plan:
 async def benchmark(
     base_url: str, meter: CpuMeter, settings: Any, owner: common.Seeded, plan: Plan
 ) -> dict[str, Any]:
-    from handoffs.db import create_engine
+    from handoffs.db.engine import create_engine
 
     token = await login(base_url)
     stats_engine = create_engine(settings)

@@ -67,7 +67,7 @@ from common import (
     write_json,
 )
 
-from handoffs.ai import AssessmentInput, AssessmentResult, ModelOutput
+from handoffs.integrations.ai import AssessmentInput, AssessmentResult, ModelOutput
 
 THIS = Path(__file__).resolve()
 NOOP = "bench_noop"
@@ -422,8 +422,8 @@ async def create_escalations(
     """
     from sqlalchemy import insert
 
+    from handoffs.db.models import AISession, OutboxMessage, SessionHandoff, SessionMessage
     from handoffs.enums import AssessmentStatus, HandoffIntent, JobTopic, MessageRole, Priority, SessionStatus
-    from handoffs.models import AISession, OutboxMessage, SessionHandoff, SessionMessage
 
     handoff_ids: list[UUID] = []
     outbox_ids: list[UUID] = []
@@ -752,10 +752,10 @@ async def benchmark(
 ) -> dict[str, Any]:
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from handoffs.db import create_sessionmaker
+    from handoffs.db.engine import create_sessionmaker
     from handoffs.events import EventBus
     from handoffs.jobs.queue import create_arq_pool
-    from handoffs.relay import ArqJobQueue, OutboxRelay
+    from handoffs.outbox.relay import ArqJobQueue, OutboxRelay
 
     engine = create_async_engine(
         settings.sqlalchemy_url,

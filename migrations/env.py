@@ -7,7 +7,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from handoffs.models import Account, StrEnumType  # registers every table on the metadata
+from handoffs.db.models import Account, StrEnumType  # registers every table on the metadata
 
 config = context.config
 target_metadata = Account.metadata

@@ -15,10 +15,10 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from handoffs.accounts.service import DEMO_PASSWORD, DEMO_USERS, seed_demo
 from handoffs.app import create_app
 from handoffs.config import Settings
-from handoffs.db import create_engine, create_sessionmaker, migrate
+from handoffs.db.engine import create_engine, create_sessionmaker, migrate
+from handoffs.domain.accounts.service import DEMO_PASSWORD, DEMO_USERS, seed_demo
 from tests.support.infra import TEST_DATA, TestServices, start_test_services
 
 DEMO_EMAILS = tuple(u.email for u in DEMO_USERS)
@@ -26,7 +26,7 @@ DEMO_EMAILS = tuple(u.email for u in DEMO_USERS)
 
 #: Loggers whose ERROR records mean something broke that the test did not ask for: the relay,
 #: the jobs and their batching, the live-stream hub, the API's unhandled-error handler, arq.
-GUARDED_LOGGERS = ("handoffs.relay", "handoffs.jobs", "handoffs.batching", "handoffs.stream",
+GUARDED_LOGGERS = ("handoffs.outbox", "handoffs.jobs", "handoffs.stream",
                    "handoffs.errors", "arq")  # fmt: skip
 
 

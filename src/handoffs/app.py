@@ -15,20 +15,20 @@ from litestar.logging.config import LoggingConfig
 from litestar.openapi.config import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 
-from handoffs.accounts.controller import AuthController, UserController
-from handoffs.auth import TokenIssuer, create_jwt_auth
 from handoffs.config import Settings, get_settings
-from handoffs.csrf import csrf_middleware
-from handoffs.db import create_engine
+from handoffs.db.engine import create_engine
+from handoffs.domain.accounts.controller import AuthController, UserController
+from handoffs.domain.handoffs.controller import HandoffController
+from handoffs.domain.notifications.controller import NotificationController
+from handoffs.domain.psa_connection.controller import PsaConnectionController
+from handoffs.domain.sessions.controller import SessionController
 from handoffs.errors import exception_handlers
-from handoffs.handoffs.controller import HandoffController
 from handoffs.health import HealthController
 from handoffs.logs import LOG_FORMAT
-from handoffs.notifications.controller import NotificationController
-from handoffs.psa.controller import PsaConnectionController
-from handoffs.relay import OutboxRelay
+from handoffs.outbox.relay import OutboxRelay
 from handoffs.runtime import STATE_KEY, Runtime, open_runtime, runtime_of
-from handoffs.sessions.controller import SessionController
+from handoffs.security.auth import TokenIssuer, create_jwt_auth
+from handoffs.security.csrf import csrf_middleware
 from handoffs.stream.controller import EscalationStreamController
 from handoffs.stream.hub import EventHub
 from handoffs.web import static_files_router, template_config

@@ -41,8 +41,8 @@ def _running_services(settings: Settings) -> Iterator[Settings]:
 
 
 async def _seed(settings: Settings) -> int:
-    from handoffs.accounts.service import seed_demo
-    from handoffs.db import create_engine, create_sessionmaker
+    from handoffs.db.engine import create_engine, create_sessionmaker
+    from handoffs.domain.accounts.service import seed_demo
 
     engine = create_engine(settings)
     try:
@@ -73,8 +73,8 @@ def main(verbose: bool) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 def dev(data_dir: str | None, host: str, port: int) -> None:
     """Run everything: embedded PostgreSQL and Redis, migrations, demo data, the API and a worker."""
-    from handoffs.accounts.service import DEMO_PASSWORD, DEMO_USERS
-    from handoffs.db import migrate
+    from handoffs.db.engine import migrate
+    from handoffs.domain.accounts.service import DEMO_PASSWORD, DEMO_USERS
 
     with _running_services(_settings(data_dir)) as settings:
         migrate(settings)
@@ -98,8 +98,8 @@ async def _serve_with_worker(settings: Settings, host: str, port: int) -> None:
     import uvicorn
     from arq import Worker
 
-    from handoffs.ai import OfflineAssessor
     from handoffs.app import create_app
+    from handoffs.integrations.ai import OfflineAssessor
     from handoffs.jobs.worker import worker_options
 
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="info"))
@@ -171,9 +171,9 @@ def outbox(data_dir: str | None, limit: int, retry_failed: bool, topic: str | No
     """Show outbox rows by status, and the latest that are pending or failed; or retry the failed."""
     from sqlalchemy import func, select
 
-    from handoffs.db import create_engine, create_sessionmaker
+    from handoffs.db.engine import create_engine, create_sessionmaker
+    from handoffs.db.models import OutboxMessage
     from handoffs.enums import OutboxStatus
-    from handoffs.models import OutboxMessage
 
     if topic and not retry_failed:
         raise click.UsageError("--topic goes with --retry-failed")
@@ -228,7 +228,7 @@ def outbox(data_dir: str | None, limit: int, retry_failed: bool, topic: str | No
 @click.option("--revision", default="head", show_default=True)
 def migrate(data_dir: str | None, revision: str) -> None:
     """Apply database migrations."""
-    from handoffs.db import migrate as run_migrations
+    from handoffs.db.engine import migrate as run_migrations
 
     with _running_services(_settings(data_dir)) as settings:
         run_migrations(settings, revision)
@@ -261,8 +261,8 @@ def create_user(
     data_dir: str | None, email: str, name: str, account_name: str, role: str, team: str, password: str
 ) -> None:
     """Create a user (and their account and team when missing)."""
-    from handoffs.accounts.service import UserService
-    from handoffs.db import create_engine, create_sessionmaker
+    from handoffs.db.engine import create_engine, create_sessionmaker
+    from handoffs.domain.accounts.service import UserService
     from handoffs.enums import Role
     from handoffs.errors import DomainError
 

@@ -8,8 +8,8 @@ from litestar import Request
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handoffs.auth import current_user
-from handoffs.models import User
+from handoffs.db.models import User
+from handoffs.security.auth import current_user
 
 CurrentUser = NamedDependency[User]
 DbSession = NamedDependency[AsyncSession]

@@ -26,10 +26,10 @@ from litestar.datastructures import State
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from handoffs.config import Settings
-from handoffs.db import create_engine, create_sessionmaker
+from handoffs.db.engine import create_engine, create_sessionmaker
 from handoffs.events import EventBus
 from handoffs.jobs.queue import create_arq_pool
-from handoffs.relay import ArqJobQueue, OutboxRelay
+from handoffs.outbox.relay import ArqJobQueue, OutboxRelay
 from handoffs.stream.hub import EventHub
 
 Role = Literal["api", "worker", "cli"]

@@ -82,7 +82,7 @@ async def test_an_expired_token_gets_401_though_the_same_claims_unexpired_get_20
 async def test_token_of_a_deactivated_user_stops_working(api: Api, db) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import update
 
-    from handoffs.models import User
+    from handoffs.db.models import User
 
     await db.execute(update(User).where(User.email == "sam@acme.test").values(is_active=False))
     await db.commit()

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handoffs.models import AISession, Notification, OutboxMessage, SessionHandoff, SessionMessage
+from handoffs.db.models import AISession, Notification, OutboxMessage, SessionHandoff, SessionMessage
 from tests.conftest import Api
 
 API = "/api/v1"

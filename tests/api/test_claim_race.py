@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handoffs.accounts.service import UserService
 from handoffs.config import Settings
+from handoffs.db.models import Account, SessionHandoff
+from handoffs.domain.accounts.service import UserService
 from handoffs.enums import Role
-from handoffs.models import Account, SessionHandoff
-from handoffs.passwords import hash_password
+from handoffs.security.passwords import hash_password
 from tests.conftest import Api, mint_token
 
 CLAIMERS = 50

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handoffs.models import Notification, OutboxMessage, SessionHandoff
+from handoffs.db.models import Notification, OutboxMessage, SessionHandoff
 from tests.conftest import Api
 
 HANDOFF_FIELDS = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from handoffs.notifications.titles import escalation_title, snippet
+from handoffs.domain.notifications.titles import escalation_title, snippet
 from tests.conftest import Api
 
 

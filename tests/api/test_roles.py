@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handoffs.models import AISession, SessionHandoff
+from handoffs.db.models import AISession, SessionHandoff
 from tests.conftest import Api
 
 API = "/api/v1"

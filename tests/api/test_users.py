@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handoffs.models import User
+from handoffs.db.models import User
 from tests.conftest import Api
 
 ACME = {

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.config import Settings
-from handoffs.models import SessionHandoff
+from handoffs.db.models import SessionHandoff
 from tests.conftest import Actor
 from tests.support.browser import PHONE, Console, artifact, open_console
 from tests.support.workers import fast_settings, run_jobs

@@ -18,9 +18,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ClauseElement
 
-from handoffs.accounts.service import DEMO_USERS, seed_demo
 from handoffs.config import Settings
-from handoffs.models import Account, Team, User
+from handoffs.db.models import Account, Team, User
+from handoffs.domain.accounts.service import DEMO_USERS, seed_demo
 from tests.conftest import Api
 from tests.support.replicas import ROOT, log_dir, run_cli
 
@@ -93,7 +93,7 @@ async def test_migrations_match_the_models(settings: Settings, engine: AsyncEngi
 
     from alembic import command
 
-    from handoffs.db import alembic_config
+    from handoffs.db.engine import alembic_config
 
     await asyncio.to_thread(command.check, alembic_config(settings))
 
@@ -115,7 +115,7 @@ def _compile_explain(element: Explain, compiler: Any, **kw: Any) -> str:
 async def test_the_queue_read_the_service_runs_uses_the_partial_queue_index(
     db: AsyncSession, engine: AsyncEngine, api: Api
 ) -> None:
-    from handoffs.handoffs.service import queue_statement
+    from handoffs.domain.handoffs.service import queue_statement
 
     # The planner's choice depends on the data: on a handful of rows any index will do, so
     # give it a queue worth the name (4,000 open handoffs over two accounts) and fresh stats.
@@ -202,7 +202,7 @@ def test_handoffs_serve_answers_on_the_port_it_is_given(settings: Settings, engi
 
 async def test_a_unix_socket_database_url_works_as_documented(tmp_path: Path) -> None:
     """``postgresql://user@/db?host=/socket/dir``: the form pgserver and a local PostgreSQL use."""
-    from handoffs.db import create_engine
+    from handoffs.db.engine import create_engine
     from handoffs.embedded import EmbeddedPostgres
 
     postgres = EmbeddedPostgres(tmp_path / "postgres")

@@ -13,7 +13,13 @@ from typing import Any
 import httpx2 as httpx
 from anthropic import AsyncAnthropic
 
-from handoffs.ai import TOOL_NAME, AnthropicAssessor, AssessmentInput, AssessmentResult, OfflineAssessor
+from handoffs.integrations.ai import (
+    TOOL_NAME,
+    AnthropicAssessor,
+    AssessmentInput,
+    AssessmentResult,
+    OfflineAssessor,
+)
 
 MODEL = "claude-sonnet-5-5"
 

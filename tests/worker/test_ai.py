@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handoffs.ai import SYSTEM_PROMPT, TOOL_NAME
 from handoffs.config import Settings
+from handoffs.db.models import OutboxMessage, SessionHandoff
 from handoffs.enums import OutboxStatus
 from handoffs.events import EventBus
-from handoffs.models import OutboxMessage, SessionHandoff
+from handoffs.integrations.ai import SYSTEM_PROMPT, TOOL_NAME
 from tests.conftest import Api, settle
 from tests.support.fake_anthropic import (
     MODEL,
@@ -237,7 +237,7 @@ async def test_concurrent_jobs_share_their_reads_and_writes(
 ) -> None:
     import asyncio
 
-    from handoffs.ai import AssessmentInput, AssessmentResult, OfflineAssessor
+    from handoffs.integrations.ai import AssessmentInput, AssessmentResult, OfflineAssessor
     from handoffs.jobs.context import job_context as context_of
     from handoffs.jobs.enrichment import _load, _store
 

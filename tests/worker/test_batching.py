@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Sequence
 
 import pytest
 
-from handoffs.batching import Coalescer
+from handoffs.jobs.batching import Coalescer
 
 
 class Recorder:

@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.config import Settings
+from handoffs.db.models import OutboxMessage, SessionHandoff
 from handoffs.enums import AssessmentStatus, OutboxStatus
-from handoffs.models import OutboxMessage, SessionHandoff
 from tests.conftest import Api, settle
 from tests.support.fake_anthropic import HangingMessagesServer
 from tests.support.polling import wait_for

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.config import Settings
+from handoffs.db.models import EmailDelivery, OutboxMessage
 from handoffs.enums import DeliveryStatus, OutboxStatus
-from handoffs.models import EmailDelivery, OutboxMessage
 from tests.conftest import Api, settle
 from tests.support.smtp_server import Inbox, smtp_server
 from tests.support.workers import fast_settings, run_jobs

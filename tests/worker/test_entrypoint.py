@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.config import Settings
+from handoffs.db.models import OutboxMessage, SessionHandoff
 from handoffs.enums import OutboxStatus
-from handoffs.models import OutboxMessage, SessionHandoff
 from tests.conftest import Api, settle
 from tests.support.replicas import ROOT, replica_env
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.config import Settings
-from handoffs.models import OutboxMessage
+from handoffs.db.models import OutboxMessage
 from tests.conftest import Api, settle
 from tests.support.fake_anthropic import FlakyOnceAssessor
 from tests.support.workers import fast_settings, run_jobs

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.config import Settings
-from handoffs.models import SessionHandoff
+from handoffs.db.models import SessionHandoff
 from tests.conftest import Api, settle
 from tests.support.fake_psa import FakePsa, fake_psa_server
 from tests.support.workers import fast_settings, run_jobs

@@ -11,10 +11,10 @@ from redis.exceptions import ConnectionError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from handoffs.db.models import OutboxMessage
 from handoffs.enums import OutboxStatus
 from handoffs.events import EventBus
-from handoffs.models import OutboxMessage
-from handoffs.relay import ArqJobQueue, OutboxRelay
+from handoffs.outbox.relay import ArqJobQueue, OutboxRelay
 from tests.conftest import Api, settle
 
 pytestmark = pytest.mark.usefixtures("clean_redis")

@@ -12,10 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.config import Settings
+from handoffs.db.models import OutboxMessage
 from handoffs.enums import OutboxStatus
 from handoffs.jobs.context import CTX_KEY, JobContext
 from handoffs.jobs.runner import OutboxJob, load_rows, run_outbox_job
-from handoffs.models import OutboxMessage
 from tests.conftest import Api, settle
 from tests.support.workers import job_context
 
@@ -77,7 +77,7 @@ async def test_a_retry_is_not_lost_when_the_database_cannot_record_the_attempt(
 ) -> None:
     from dataclasses import replace
 
-    from handoffs.db import create_engine, create_sessionmaker
+    from handoffs.db.engine import create_engine, create_sessionmaker
     from handoffs.jobs.runner import TransientError
 
     outbox = await _enrichment_row(api, db)

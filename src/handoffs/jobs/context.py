@@ -11,11 +11,11 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from handoffs import metrics
-from handoffs.ai import Assessor
-from handoffs.batching import Coalescer
 from handoffs.config import Settings
 from handoffs.events import EventBus
-from handoffs.relay import OutboxRelay
+from handoffs.integrations.ai import Assessor
+from handoffs.jobs.batching import Coalescer
+from handoffs.outbox.relay import OutboxRelay
 from handoffs.runtime import Runtime
 
 CTX_KEY = "handoffs"

@@ -25,10 +25,10 @@ from sqlalchemy.dialects.postgresql import insert
 
 from handoffs import metrics
 from handoffs.config import Settings
+from handoffs.db.models import AISession, EmailDelivery, Notification, SessionHandoff, User
 from handoffs.enums import DeliveryStatus
 from handoffs.jobs.context import JobContext
 from handoffs.jobs.runner import OutboxJob, PermanentError, TransientError, run_outbox_job
-from handoffs.models import AISession, EmailDelivery, Notification, SessionHandoff, User
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,10 @@ from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from uuid_utils.compat import uuid7
 
 from handoffs import metrics
-from handoffs.ai import AssessmentInput, InvalidModelOutput
+from handoffs.db.models import OutboxMessage, SessionHandoff, User
 from handoffs.enums import EVENT_TOPIC, AssessmentStatus
 from handoffs.events import handoff_event
+from handoffs.integrations.ai import AssessmentInput, InvalidModelOutput
 from handoffs.jobs.context import JobContext
 from handoffs.jobs.runner import (
     BATCH_IDS,
@@ -28,8 +29,7 @@ from handoffs.jobs.runner import (
     TransientError,
     run_outbox_job,
 )
-from handoffs.models import OutboxMessage, SessionHandoff, User
-from handoffs.outbox import OutboxWriter
+from handoffs.outbox.writer import OutboxWriter
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ from uuid import UUID
 from sqlalchemy import select, update
 
 from handoffs import metrics
-from handoffs.ai import AssessmentInput, documentation_markdown
+from handoffs.db.models import PsaConnection, SessionHandoff, User
 from handoffs.enums import PsaSyncStatus
+from handoffs.integrations.ai import AssessmentInput, documentation_markdown
+from handoffs.integrations.psa import PsaError, adapter_for
 from handoffs.jobs.context import JobContext
 from handoffs.jobs.runner import OutboxJob, PermanentError, TransientError, run_outbox_job
-from handoffs.models import PsaConnection, SessionHandoff, User
-from handoffs.psa import PsaError, adapter_for
 
 
 async def push_to_psa(ctx: dict[str, Any], outbox_id: str) -> str:

@@ -18,9 +18,9 @@ from redis.asyncio import Redis
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from handoffs.db.models import OutboxMessage, SessionHandoff
 from handoffs.enums import EVENT_TOPIC, AssessmentStatus, JobTopic, OutboxStatus, PsaSyncStatus
-from handoffs.models import OutboxMessage, SessionHandoff
-from handoffs.relay import OutboxRelay
+from handoffs.outbox.relay import OutboxRelay
 
 
 async def retry_failed(

@@ -21,10 +21,10 @@ from arq import Retry
 from sqlalchemy import Row, any_, bindparam, select, update
 
 from handoffs import metrics
-from handoffs.db import UUID_ARRAY
+from handoffs.db.engine import UUID_ARRAY
+from handoffs.db.models import OutboxMessage
 from handoffs.enums import OutboxStatus
 from handoffs.jobs.context import JobContext, job_context
-from handoffs.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import uvloop
 from anthropic import AsyncAnthropic
 from arq import Worker, cron
 
-from handoffs.ai import AnthropicAssessor, Assessor, OfflineAssessor
 from handoffs.config import Settings
 from handoffs.enums import JobTopic
+from handoffs.integrations.ai import AnthropicAssessor, Assessor, OfflineAssessor
 from handoffs.jobs.context import CTX_KEY, JobContext, job_context
 from handoffs.jobs.email import send_escalation_emails
 from handoffs.jobs.enrichment import enrich_escalation

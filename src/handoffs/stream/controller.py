@@ -9,9 +9,9 @@ from litestar.di import NamedDependency
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import Stream
 
-from handoffs.auth import current_user, requires_role
 from handoffs.config import Settings
 from handoffs.enums import Role
+from handoffs.security.auth import current_user, requires_role
 from handoffs.stream.hub import EventHub
 from handoffs.stream.service import event_stream
 

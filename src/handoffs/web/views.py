@@ -19,13 +19,13 @@ import msgspec
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handoffs.accounts.service import UserService
+from handoffs.db.models import Account, SessionHandoff, User
+from handoffs.domain.accounts.service import UserService
+from handoffs.domain.handoffs.service import HandoffService
+from handoffs.domain.notifications.service import NotificationService
+from handoffs.domain.sessions.service import SessionService
 from handoffs.enums import SENIOR_ROLES, AssessmentStatus, Role, SessionStatus
 from handoffs.events import EventBus
-from handoffs.handoffs.service import HandoffService
-from handoffs.models import Account, SessionHandoff, User
-from handoffs.notifications.service import NotificationService
-from handoffs.sessions.service import SessionService
 
 log = logging.getLogger(__name__)
 

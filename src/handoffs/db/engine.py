@@ -1,0 +1,65 @@
+"""Database engine, sessions and migrations."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from handoffs.config import Settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
+
+#: The type of a list of ids bound as one array (``id = ANY(:ids)``): the statement text stays
+#: the same whatever the list's length, so it stays prepared, unlike ``IN (…)`` expanded per call.
+UUID_ARRAY = ARRAY(PG_UUID(as_uuid=True))
+
+
+def create_engine(
+    settings: Settings,
+    *,
+    pre_ping: bool = True,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+) -> AsyncEngine:
+    """The process's engine.
+
+    ``pre_ping`` checks each connection on checkout (three round trips with
+    asyncpg) so an API request never meets a connection PostgreSQL dropped.
+    Workers turn it off: a job that meets one fails like any unforeseen error
+    and is retried, which is cheaper than pinging before every transaction.
+    """
+    return create_async_engine(
+        settings.sqlalchemy_url,
+        pool_size=settings.db_pool_size if pool_size is None else pool_size,
+        max_overflow=settings.db_max_overflow if max_overflow is None else max_overflow,
+        pool_pre_ping=pre_ping,
+        pool_recycle=1800,
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(settings: Settings) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # ConfigParser treats % as interpolation; URLs may contain %-escapes.
+    cfg.set_main_option("sqlalchemy.url", settings.sqlalchemy_url.replace("%", "%%"))
+    return cfg
+
+
+def migrate(settings: Settings, revision: str = "head") -> None:
+    """Apply migrations up to ``revision``. Safe to call from sync code only."""
+    command.upgrade(alembic_config(settings), revision)
+
+
+async def migrate_async(settings: Settings, revision: str = "head") -> None:
+    # env.py runs its own event loop, so run it in a thread.
+    await asyncio.to_thread(migrate, settings, revision)

@@ -1,0 +1,1 @@
+"""The capabilities, one folder each: controller, service and schemas side by side."""

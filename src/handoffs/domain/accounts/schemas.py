@@ -1,0 +1,70 @@
+"""Request and response bodies of sign-in and the current user."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+import msgspec
+
+from handoffs.db.models import User
+from handoffs.enums import Role
+
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern=r"^\s*[^@\s]+@[^@\s]+\s*$")]
+
+
+class UserOut(msgspec.Struct):
+    id: UUID
+    email: str
+    name: str
+    role: Role
+    account_id: UUID
+    team_id: UUID | None
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            role=user.role,
+            account_id=user.account_id,
+            team_id=user.team_id,
+        )
+
+
+class Colleague(msgspec.Struct):
+    """A user of the caller's account, as a picker lists them (no email: pickers need no more)."""
+
+    id: UUID
+    name: str
+    role: Role
+
+    @classmethod
+    def of(cls, user: User) -> Colleague:
+        return cls(id=user.id, name=user.name, role=user.role)
+
+
+class LoginIn(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+
+
+class LoginOut(msgspec.Struct):
+    access_token: str
+    user: UserOut
+    expires_at: datetime
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+
+
+class SessionOut(msgspec.Struct):
+    """The console's sign-in: the token itself stays in an HttpOnly cookie."""
+
+    user: UserOut
+    csrf_token: str
+    expires_at: datetime
+
+
+class LoggedOut(msgspec.Struct):
+    detail: str = "Signed out"

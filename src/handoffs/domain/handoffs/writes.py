@@ -1,0 +1,87 @@
+"""The hand-off's writes as ONE fixed-shape statement.
+
+The handoff row, the session's move, a notification per recipient and the
+outbox rows go to PostgreSQL in a single round trip: data-modifying CTEs,
+with the variable-length parts passed as arrays and expanded by ``unnest``,
+so the statement text never changes and stays prepared on the connection.
+Foreign keys are checked at the end of the statement, when the handoff row
+exists.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handoffs.db.models import SessionHandoff
+
+HAND_OFF_WRITE = text(
+    """
+WITH moved AS (
+    UPDATE ai_sessions SET status = :session_status, assignee_id = NULL, updated_at = :now
+    WHERE id = :session_id
+), notified AS (
+    INSERT INTO notifications
+        (id, account_id, recipient_id, kind, title, body, handoff_id, session_id, created_at, updated_at)
+    SELECT n.id, :account_id, n.recipient_id, :kind, :title, :body, :handoff_id, :session_id, :now, :now
+    FROM unnest(CAST(:notification_ids AS uuid[]), CAST(:recipient_ids AS uuid[])) AS n(id, recipient_id)
+), outboxed AS (
+    INSERT INTO outbox (id, account_id, topic, payload, status, attempts, created_at, updated_at)
+    SELECT o.id, :account_id, o.topic, CAST(o.payload AS jsonb), 'pending', 0, :now, :now
+    FROM unnest(CAST(:outbox_ids AS uuid[]), CAST(:outbox_topics AS text[]), CAST(:outbox_payloads AS text[]))
+        AS o(id, topic, payload)
+)
+INSERT INTO session_handoffs
+    (id, account_id, session_id, intent, engineer_notes, priority, target_user_id, created_by,
+     session_snapshot, assessment_status, ai_input_tokens, ai_output_tokens, ai_cache_read_tokens,
+     psa_sync_status, created_at, updated_at)
+VALUES
+    (:handoff_id, :account_id, :session_id, :intent, :notes, :priority, :target_user_id, :created_by,
+     CAST(:snapshot AS jsonb), :assessment_status, 0, 0, 0, 'not_applicable', :now, :now)
+"""
+)
+
+
+async def write_hand_off(
+    db: AsyncSession,
+    handoff: SessionHandoff,
+    *,
+    session_status: str,
+    now: datetime,
+    notification_ids: list[UUID],
+    recipient_ids: list[UUID],
+    notification_kind: str,
+    title: str,
+    body: str,
+    outbox_rows: list[dict[str, Any]],
+) -> None:
+    await db.execute(
+        HAND_OFF_WRITE,
+        {
+            "handoff_id": handoff.id,
+            "account_id": handoff.account_id,
+            "session_id": handoff.session_id,
+            "intent": handoff.intent.value,
+            "notes": handoff.engineer_notes,
+            "priority": handoff.priority.value,
+            "target_user_id": handoff.target_user_id,
+            "created_by": handoff.created_by,
+            "snapshot": json.dumps(handoff.session_snapshot),
+            "assessment_status": handoff.assessment_status.value,
+            "session_status": session_status,
+            "now": now,
+            "notification_ids": notification_ids,
+            "recipient_ids": recipient_ids,
+            "kind": notification_kind,
+            "title": title,
+            "body": body,
+            "outbox_ids": [row["id"] for row in outbox_rows],
+            "outbox_topics": [row["topic"] for row in outbox_rows],
+            "outbox_payloads": [json.dumps(row["payload"]) for row in outbox_rows],
+        },
+    )

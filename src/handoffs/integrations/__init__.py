@@ -1,0 +1,1 @@
+"""The outside world: the AI assessor (anthropic SDK) and the PSA adapters."""

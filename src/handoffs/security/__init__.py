@@ -1,0 +1,1 @@
+"""Who is calling: JWT and cookie sessions, CSRF, passwords."""

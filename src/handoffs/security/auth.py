@@ -1,0 +1,119 @@
+"""JWT authentication (Litestar's JWTCookieAuth) and role guards.
+
+API clients send ``Authorization: Bearer <token>``; the browser console holds
+the same token in an HttpOnly, SameSite cookie (``SESSION_COOKIE``), with the
+double-submit CSRF check of ``handoffs.security.csrf`` on unsafe methods. The token
+names the user only; account, team and role are read from the user's row on
+every request, so a role change or deactivation applies at once and nothing
+about the tenant is ever taken from the request.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
+from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.security.jwt import JWTCookieAuth, Token
+from sqlalchemy import select
+
+from handoffs.config import Settings
+from handoffs.db.models import User
+from handoffs.enums import Role
+
+#: Paths reachable without a token.
+PUBLIC_PATHS = ["/api/v1/auth/login", "/api/v1/auth/session", "/health", "/schema"]
+#: The console's session cookie (HttpOnly) and its CSRF companion (readable by the page's script).
+SESSION_COOKIE = "handoffs_session"
+CSRF_COOKIE = "handoffs_csrf"
+CSRF_HEADER = "x-csrf-token"
+
+
+def create_jwt_auth(settings: Settings, alchemy: SQLAlchemyAsyncConfig) -> JWTCookieAuth[User]:
+    async def retrieve_user(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> User | None:
+        try:
+            user_id = UUID(token.sub)
+        except ValueError:
+            return None
+        # The same session the handler's `db_session` dependency gets, so a
+        # request opens one connection, not two.
+        db = alchemy.provide_session(connection.app.state, connection.scope)
+        user: User | None = await db.scalar(select(User).where(User.id == user_id, User.is_active.is_(True)))
+        return user
+
+    return JWTCookieAuth[User](
+        retrieve_user_handler=retrieve_user,
+        token_secret=settings.resolved_secret_key(),
+        default_token_expiration=timedelta(minutes=settings.token_ttl_minutes),
+        exclude=PUBLIC_PATHS,
+        key=SESSION_COOKIE,
+        samesite="lax",
+        secure=settings.public_url.startswith("https://"),
+        description="A bearer token from POST /api/v1/auth/login (or the console's session cookie).",
+    )
+
+
+class TokenIssuer:
+    """Mints bearer tokens for signed-in users (a plain class, so it injects cleanly)."""
+
+    def __init__(self, jwt_auth: JWTCookieAuth[User]) -> None:
+        self._jwt_auth = jwt_auth
+        self.ttl: timedelta = jwt_auth.default_token_expiration
+
+    def issue(self, user: User) -> tuple[str, datetime]:
+        token = self._jwt_auth.create_token(identifier=str(user.id), token_expiration=self.ttl)
+        return token, datetime.now(UTC) + self.ttl
+
+    def session_cookies(self, token: str) -> tuple[Cookie, Cookie, str]:
+        """The console's session cookie (HttpOnly) and a fresh CSRF cookie, plus the CSRF token."""
+        csrf = secrets.token_urlsafe(32)
+        max_age = int(self.ttl.total_seconds())
+        secure = bool(self._jwt_auth.secure)
+        session = Cookie(
+            key=SESSION_COOKIE, value=f"Bearer {token}", httponly=True, samesite="lax",
+            secure=secure, max_age=max_age, path="/",
+        )  # fmt: skip
+        companion = Cookie(
+            key=CSRF_COOKIE,
+            value=csrf,
+            httponly=False,
+            samesite="lax",
+            secure=secure,
+            max_age=max_age,
+            path="/",
+        )
+        return session, companion, csrf
+
+    @staticmethod
+    def cleared_cookies() -> list[Cookie]:
+        return [
+            Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/", httponly=True, samesite="lax"),
+            Cookie(key=CSRF_COOKIE, value="", max_age=0, path="/", samesite="lax"),
+        ]
+
+
+def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> User:
+    user = connection.user
+    if not isinstance(user, User):  # pragma: no cover - the middleware guarantees it
+        raise NotAuthorizedException("Not signed in")
+    return user
+
+
+def requires_role(
+    minimum: Role, action: str
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+    """A guard that lets ``minimum`` and higher roles through; ``action`` words the 403."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if not current_user(connection).role.at_least(minimum):
+            raise PermissionDeniedException(f"Your role may not {action}.")
+
+    guard.__name__ = f"requires_{minimum.value}"
+    return guard
