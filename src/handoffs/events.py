@@ -93,21 +93,78 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
         )
 
 
-def handoff_event(
-    kind: str, *, handoff_id: UUID | str, session_id: UUID | str, account_id: UUID | str, **fields: Any
-) -> dict[str, Any]:
-    """The payload of a live event about one handoff: what every publisher (API, worker) sends.
+# -- the live events: one Struct per type, the only list of their names -----------------------
 
-    The contract's minimum is ``type``, ``handoff_id``, ``session_id`` and ``account_id``;
-    the relay routes by ``account_id``, so an event built without it cannot be sent.
-    """
-    return {
-        "type": kind,
-        "handoff_id": str(handoff_id),
-        "session_id": str(session_id),
-        "account_id": str(account_id),
-        **fields,
-    }
+
+class Actor(msgspec.Struct):
+    """Who did it, as a card or a bell shows them."""
+
+    id: str
+    name: str
+
+
+class HandoffEvent(msgspec.Struct, kw_only=True, tag_field="type"):
+    """A live event about one handoff. The contract's minimum: ``type`` (the tag),
+    ``handoff_id``, ``session_id``, ``account_id``; the relay routes by ``account_id``."""
+
+    handoff_id: str
+    session_id: str
+    account_id: str
+
+
+class HandoffCreated(HandoffEvent, tag="handoff_created"):
+    """Parked or escalated: everything a queue card needs, and who was told."""
+
+    title: str
+    intent: str
+    priority: str
+    problem_summary: str
+    psa_ticket_id: str | None
+    session_title: str
+    created_by: Actor
+    target_user_id: str | None
+    recipient_ids: list[str]
+
+
+class HandoffClaimed(HandoffEvent, tag="handoff_claimed"):
+    claimed_by: Actor
+    claimed_at: str
+
+
+class HandoffReleased(HandoffEvent, tag="handoff_released"):
+    released_by: Actor
+
+
+class HandoffAssessmentReady(HandoffEvent, tag="handoff_assessment_ready"):
+    assessment: dict[str, Any]
+
+
+class HandoffAssessmentFailed(HandoffEvent, tag="handoff_assessment_failed"):
+    reason: str
+
+
+AnyHandoffEvent = (
+    HandoffCreated | HandoffClaimed | HandoffReleased | HandoffAssessmentReady | HandoffAssessmentFailed
+)
+#: The handoff events' names, from the union: the console subscribes to the same (a test checks).
+HANDOFF_EVENT_TYPES: tuple[str, ...] = tuple(
+    str(cls.__struct_config__.tag)
+    for cls in (
+        HandoffCreated,
+        HandoffClaimed,
+        HandoffReleased,
+        HandoffAssessmentReady,
+        HandoffAssessmentFailed,
+    )
+)
+#: Frames the stream itself sends, about the connection rather than a handoff.
+STREAM_EVENT_TYPES = ("ready", "resync")
+
+
+def event_payload(event: AnyHandoffEvent) -> dict[str, Any]:
+    """The event as the outbox stores it and the bus publishes it (``type`` included)."""
+    payload: dict[str, Any] = msgspec.to_builtins(event)
+    return payload
 
 
 StreamKey = tuple[int, int]

@@ -274,7 +274,7 @@ async def test_two_results_for_one_handoff_in_one_batch_store_one(
 
     from uuid_utils.compat import uuid7
 
-    from handoffs.events import handoff_event
+    from handoffs.events import HandoffAssessmentReady, event_payload
     from handoffs.jobs.enrichment import _store, _Stored
 
     session, handoff = await _escalate(api)
@@ -293,12 +293,13 @@ async def test_two_results_for_one_handoff_in_one_batch_store_one(
             event_id=uuid7(),
             account_id=outbox.account_id,
             event=json.dumps(
-                handoff_event(
-                    "handoff_assessment_ready",
-                    handoff_id=handoff["id"],
-                    session_id=session["id"],
-                    account_id=outbox.account_id,
-                    assessment={"likely_cause": summary},
+                event_payload(
+                    HandoffAssessmentReady(
+                        handoff_id=handoff["id"],
+                        session_id=session["id"],
+                        account_id=str(outbox.account_id),
+                        assessment={"likely_cause": summary},
+                    )
                 )
             ),
             outbox_id=outbox.id,

@@ -18,7 +18,7 @@ from uuid_utils.compat import uuid7
 from handoffs import metrics
 from handoffs.db.models import OutboxMessage, SessionHandoff, User
 from handoffs.enums import EVENT_TOPIC, AssessmentStatus
-from handoffs.events import handoff_event
+from handoffs.events import HandoffAssessmentFailed, HandoffAssessmentReady, event_payload
 from handoffs.integrations.ai import AssessmentInput, InvalidModelOutput
 from handoffs.jobs.context import JobContext
 from handoffs.jobs.runner import (
@@ -100,12 +100,13 @@ async def _enrich(jc: JobContext, row: OutboxJob, attempt: int, data: Assessment
             event_id=event_id,
             account_id=row.account_id,
             event=json.dumps(
-                handoff_event(
-                    "handoff_assessment_ready",
-                    handoff_id=handoff_id,
-                    session_id=row.payload["session_id"],
-                    account_id=row.account_id,
-                    assessment=assessment,
+                event_payload(
+                    HandoffAssessmentReady(
+                        handoff_id=str(handoff_id),
+                        session_id=str(row.payload["session_id"]),
+                        account_id=str(row.account_id),
+                        assessment=assessment,
+                    )
                 )
             ),
             outbox_id=row.id,
@@ -220,12 +221,13 @@ async def _give_up(jc: JobContext, row: OutboxJob, reason: str) -> None:
             outbox.add(
                 row.account_id,
                 EVENT_TOPIC,
-                handoff_event(
-                    "handoff_assessment_failed",
-                    handoff_id=handoff_id,
-                    session_id=session_id,
-                    account_id=row.account_id,
-                    reason=reason,
+                event_payload(
+                    HandoffAssessmentFailed(
+                        handoff_id=str(handoff_id),
+                        session_id=str(session_id),
+                        account_id=str(row.account_id),
+                        reason=reason,
+                    )
                 ),
             )
         await outbox.commit()

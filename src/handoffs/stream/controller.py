@@ -11,6 +11,7 @@ from litestar.response import Stream
 
 from handoffs.config import Settings
 from handoffs.enums import Role
+from handoffs.events import HANDOFF_EVENT_TYPES
 from handoffs.security.auth import current_user, requires_role
 from handoffs.stream.hub import EventHub
 from handoffs.stream.service import event_stream
@@ -29,9 +30,10 @@ class EscalationStreamController(Controller):
         media_type="text/event-stream",
         summary="Live escalation events of the caller's account",
         description=(
-            "Server-sent events: `ready` first, then `handoff_created`, `handoff_claimed`, "
-            "`handoff_released` and `handoff_assessment_ready` of the caller's account, from any "
-            "replica or worker. Every event has an `id`; reconnect with the `Last-Event-ID` header "
+            "Server-sent events: `ready` first, then "
+            + ", ".join(f"`{name}`" for name in HANDOFF_EVENT_TYPES)
+            + " of the caller's account, from any replica or worker."
+            " Every event has an `id`; reconnect with the `Last-Event-ID` header "
             "(or `last_event_id` on a first connection) to receive what was missed. A `resync` event "
             "means events were lost for this client: reload the queue. `: keepalive` comments keep "
             "idle connections open."

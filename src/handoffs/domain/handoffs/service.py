@@ -34,7 +34,7 @@ from handoffs.enums import (
     SessionStatus,
 )
 from handoffs.errors import BadRequest, Conflict, Forbidden, NotFound
-from handoffs.events import handoff_event
+from handoffs.events import Actor, HandoffClaimed, HandoffCreated, HandoffReleased, event_payload
 from handoffs.outbox.relay import OutboxRelay
 from handoffs.outbox.writer import OutboxWriter
 
@@ -159,20 +159,23 @@ class HandoffService:
         self.outbox.add(
             user.account_id,
             EVENT_TOPIC,
-            self._event(
-                "handoff_created",
-                handoff,
-                title=title
-                if escalate
-                else f"Parked by {user.first_name}: {snippet(session.problem_summary)}",
-                intent=handoff.intent.value,
-                priority=handoff.priority.value,
-                problem_summary=session.problem_summary,
-                psa_ticket_id=session.psa_ticket_id,
-                session_title=session.title,
-                created_by={"id": str(user.id), "name": user.name},
-                target_user_id=str(target.id) if target else None,
-                recipient_ids=[str(r) for r in recipients],
+            event_payload(
+                HandoffCreated(
+                    handoff_id=str(handoff.id),
+                    session_id=str(handoff.session_id),
+                    account_id=str(handoff.account_id),
+                    title=title
+                    if escalate
+                    else f"Parked by {user.first_name}: {snippet(session.problem_summary)}",
+                    intent=handoff.intent.value,
+                    priority=handoff.priority.value,
+                    problem_summary=session.problem_summary,
+                    psa_ticket_id=session.psa_ticket_id,
+                    session_title=session.title,
+                    created_by=Actor(id=str(user.id), name=user.name),
+                    target_user_id=str(target.id) if target else None,
+                    recipient_ids=[str(r) for r in recipients],
+                )
             ),
         )
         try:
@@ -223,16 +226,6 @@ class HandoffService:
             "status": session.status.value,
             "messages": list(transcript or []),
         }
-
-    @staticmethod
-    def _event(kind: str, handoff: SessionHandoff, **fields: Any) -> dict[str, Any]:
-        return handoff_event(
-            kind,
-            handoff_id=handoff.id,
-            session_id=handoff.session_id,
-            account_id=handoff.account_id,
-            **fields,
-        )
 
     # -- history -------------------------------------------------------------
 
@@ -304,11 +297,14 @@ class HandoffService:
         self.outbox.add(
             user.account_id,
             EVENT_TOPIC,
-            self._event(
-                "handoff_claimed",
-                claimed,
-                claimed_by={"id": str(user.id), "name": user.name},
-                claimed_at=now.isoformat(),
+            event_payload(
+                HandoffClaimed(
+                    handoff_id=str(claimed.id),
+                    session_id=str(claimed.session_id),
+                    account_id=str(claimed.account_id),
+                    claimed_by=Actor(id=str(user.id), name=user.name),
+                    claimed_at=now.isoformat(),
+                )
             ),
         )
         await self.outbox.commit()
@@ -363,7 +359,14 @@ class HandoffService:
         self.outbox.add(
             user.account_id,
             EVENT_TOPIC,
-            self._event("handoff_released", released, released_by={"id": str(user.id), "name": user.name}),
+            event_payload(
+                HandoffReleased(
+                    handoff_id=str(released.id),
+                    session_id=str(released.session_id),
+                    account_id=str(released.account_id),
+                    released_by=Actor(id=str(user.id), name=user.name),
+                )
+            ),
         )
         try:
             await self.outbox.commit()
