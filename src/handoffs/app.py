@@ -17,6 +17,7 @@ from litestar.types import ControllerRouterHandler
 
 from handoffs.config import Settings, get_settings
 from handoffs.db.engine import create_engine
+from handoffs.deps import provide_user
 from handoffs.domain.accounts.controller import AuthController, UserController
 from handoffs.domain.handoffs.controller import HandoffController
 from handoffs.domain.notifications.controller import NotificationController
@@ -115,6 +116,8 @@ def create_app(
             "relay": Provide(provide_relay, sync_to_thread=False),
             "hub": Provide(provide_hub, sync_to_thread=False),
             "runtime": Provide(provide_runtime, sync_to_thread=False),
+            # The signed-in user, for every handler that asks for `user: CurrentUser`.
+            "user": Provide(provide_user),
         },
         middleware=[csrf_middleware],
         exception_handlers=exception_handlers,

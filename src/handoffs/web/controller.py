@@ -25,7 +25,7 @@ from litestar.exceptions import (
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 
-from handoffs.deps import CurrentUser, DbSession, provide_user
+from handoffs.deps import CurrentUser, DbSession
 from handoffs.errors import DomainError
 from handoffs.events import EventBus
 from handoffs.runtime import STATE_KEY, Runtime
@@ -89,7 +89,6 @@ class ConsoleController(Controller):
     path = "/"
     include_in_schema = False
     dependencies = {
-        "user": Provide(provide_user),
         "bus": Provide(provide_bus, sync_to_thread=False),
         "views": Provide(provide_views, sync_to_thread=False),
     }

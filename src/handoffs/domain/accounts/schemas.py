@@ -8,13 +8,13 @@ from uuid import UUID
 
 import msgspec
 
-from handoffs.db.models import User
+from handoffs.domain.rows import FromRow
 from handoffs.enums import Role
 
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern=r"^\s*[^@\s]+@[^@\s]+\s*$")]
 
 
-class UserOut(msgspec.Struct):
+class UserOut(FromRow):
     id: UUID
     email: str
     name: str
@@ -22,28 +22,13 @@ class UserOut(msgspec.Struct):
     account_id: UUID
     team_id: UUID | None
 
-    @classmethod
-    def of(cls, user: User) -> UserOut:
-        return cls(
-            id=user.id,
-            email=user.email,
-            name=user.name,
-            role=user.role,
-            account_id=user.account_id,
-            team_id=user.team_id,
-        )
 
-
-class Colleague(msgspec.Struct):
+class Colleague(FromRow):
     """A user of the caller's account, as a picker lists them (no email: pickers need no more)."""
 
     id: UUID
     name: str
     role: Role
-
-    @classmethod
-    def of(cls, user: User) -> Colleague:
-        return cls(id=user.id, name=user.name, role=user.role)
 
 
 class LoginIn(msgspec.Struct, forbid_unknown_fields=True):

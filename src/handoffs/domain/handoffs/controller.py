@@ -9,7 +9,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
-from handoffs.deps import CurrentUser, DbSession, provide_user
+from handoffs.deps import CurrentUser, DbSession
 from handoffs.domain.handoffs.schemas import ClaimConflict, HandoffCreate, HandoffOut, QueueItem
 from handoffs.domain.handoffs.service import HandoffService
 from handoffs.enums import Role
@@ -26,7 +26,6 @@ class HandoffController(Controller):
     tags = ["handoffs"]
     dependencies = {
         "handoffs": Provide(provide_handoff_service, sync_to_thread=False),
-        "user": Provide(provide_user),
     }
 
     @post("/{session_id:uuid}/handoff")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 from uuid import UUID
 
 import msgspec
 
 from handoffs.db.models import SessionHandoff
+from handoffs.domain.rows import FromRow
 from handoffs.enums import AssessmentStatus, HandoffIntent, Priority, PsaSyncStatus
 
 MAX_NOTES = 10_000
@@ -28,7 +29,7 @@ class AIUsage(msgspec.Struct):
     cache_read_tokens: int
 
 
-class HandoffOut(msgspec.Struct):
+class HandoffOut(FromRow):
     id: UUID
     session_id: UUID
     account_id: UUID
@@ -46,37 +47,21 @@ class HandoffOut(msgspec.Struct):
     assessment_error: str | None
     psa_sync_status: PsaSyncStatus
     psa_sync_error: str | None
-    ai_usage: AIUsage | None
+    ai_usage: AIUsage | None = None
+    """Not a column: filled from the ai_* columns once a model has answered."""
 
     @classmethod
-    def of(cls, h: SessionHandoff) -> HandoffOut:
-        return cls(
-            id=h.id,
-            session_id=h.session_id,
-            account_id=h.account_id,
-            intent=h.intent,
-            engineer_notes=h.engineer_notes,
-            priority=h.priority,
-            target_user_id=h.target_user_id,
-            created_by=h.created_by,
-            created_at=h.created_at,
-            claimed_by=h.claimed_by,
-            claimed_at=h.claimed_at,
-            released_at=h.released_at,
-            ai_assessment=h.ai_assessment,
-            assessment_status=h.assessment_status,
-            assessment_error=h.assessment_error,
-            psa_sync_status=h.psa_sync_status,
-            psa_sync_error=h.psa_sync_error,
-            ai_usage=AIUsage(
+    def of(cls, row: object) -> Self:
+        out = super().of(row)
+        h: SessionHandoff = row  # type: ignore[assignment]
+        if h.ai_model:
+            out.ai_usage = AIUsage(
                 model=h.ai_model,
                 input_tokens=h.ai_input_tokens,
                 output_tokens=h.ai_output_tokens,
                 cache_read_tokens=h.ai_cache_read_tokens,
             )
-            if h.ai_model
-            else None,
-        )
+        return out
 
 
 class Person(msgspec.Struct):

@@ -8,7 +8,7 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery
 
-from handoffs.deps import CurrentUser, DbSession, provide_user
+from handoffs.deps import CurrentUser, DbSession
 from handoffs.domain.notifications.schemas import NotificationOut, UnreadCount
 from handoffs.domain.notifications.service import NotificationService
 
@@ -22,7 +22,6 @@ class NotificationController(Controller):
     tags = ["notifications"]
     dependencies = {
         "notifications": Provide(provide_notification_service, sync_to_thread=False),
-        "user": Provide(provide_user),
     }
 
     @get("/")

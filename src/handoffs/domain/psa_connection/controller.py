@@ -3,50 +3,39 @@
 from __future__ import annotations
 
 from litestar import Controller, get, put
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
-from sqlalchemy import select
 
-from handoffs.db.models import PsaConnection
-from handoffs.deps import CurrentUser, DbSession, provide_user
+from handoffs.deps import CurrentUser, DbSession
 from handoffs.domain.psa_connection.schemas import PsaConnectionIn, PsaConnectionOut
-from handoffs.enums import PsaVendor, Role
-from handoffs.errors import BadRequest
+from handoffs.domain.psa_connection.service import PsaConnectionService
+from handoffs.enums import Role
 from handoffs.security.auth import requires_role
+
+
+def provide_psa_connections(db_session: DbSession) -> PsaConnectionService:
+    return PsaConnectionService(db_session)
 
 
 class PsaConnectionController(Controller):
     path = "/api/v1/psa-connection"
     tags = ["psa"]
-    dependencies = {"user": Provide(provide_user)}
     guards = [requires_role(Role.admin, "configure the PSA connection")]
+    dependencies = {"connections": Provide(provide_psa_connections, sync_to_thread=False)}
 
     @get("/")
-    async def get_connection(self, user: CurrentUser, db_session: DbSession) -> PsaConnectionOut:
+    async def get_connection(
+        self, user: CurrentUser, connections: NamedDependency[PsaConnectionService]
+    ) -> PsaConnectionOut:
         """The account's PSA connection (credential values are never returned)."""
-        connection = await db_session.scalar(
-            select(PsaConnection).where(PsaConnection.account_id == user.account_id)
-        )
-        return PsaConnectionOut.of(connection)
+        return PsaConnectionOut.of(await connections.get(user))
 
     @put("/")
     async def put_connection(
-        self, data: JSONBody[PsaConnectionIn], user: CurrentUser, db_session: DbSession
+        self,
+        data: JSONBody[PsaConnectionIn],
+        user: CurrentUser,
+        connections: NamedDependency[PsaConnectionService],
     ) -> PsaConnectionOut:
         """Set the account's PSA vendor, URL, options and (write-only) credentials."""
-        if data.vendor != PsaVendor.none and not data.base_url:
-            raise BadRequest("base_url is required for a PSA vendor")
-        connection = await db_session.scalar(
-            select(PsaConnection).where(PsaConnection.account_id == user.account_id)
-        )
-        if connection is None:
-            connection = PsaConnection(account_id=user.account_id, credentials={})
-            db_session.add(connection)
-        connection.vendor = data.vendor
-        connection.base_url = data.base_url
-        connection.settings = dict(data.settings)
-        connection.enabled = data.enabled
-        if data.credentials is not None:
-            connection.credentials = dict(data.credentials)
-        await db_session.commit()
-        return PsaConnectionOut.of(connection)
+        return PsaConnectionOut.of(await connections.put(user, data))

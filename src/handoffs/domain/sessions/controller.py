@@ -8,7 +8,7 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
-from handoffs.deps import CurrentUser, DbSession, provide_user
+from handoffs.deps import CurrentUser, DbSession
 from handoffs.domain.sessions.schemas import (
     MessageCreate,
     MessageOut,
@@ -28,7 +28,6 @@ class SessionController(Controller):
     tags = ["ai-sessions"]
     dependencies = {
         "sessions": Provide(provide_session_service, sync_to_thread=False),
-        "user": Provide(provide_user),
     }
 
     @post("/")

@@ -9,6 +9,7 @@ from uuid import UUID
 import msgspec
 
 from handoffs.db.models import AISession, SessionMessage
+from handoffs.domain.rows import FromRow
 from handoffs.enums import MessageRole, SessionStatus
 
 TicketId = Annotated[
@@ -27,18 +28,14 @@ class MessageCreate(msgspec.Struct, forbid_unknown_fields=True):
     content: Annotated[str, msgspec.Meta(min_length=1, max_length=100_000)]
 
 
-class MessageOut(msgspec.Struct):
+class MessageOut(FromRow):
     id: UUID
     role: MessageRole
     content: str
     created_at: datetime
 
-    @classmethod
-    def of(cls, m: SessionMessage) -> MessageOut:
-        return cls(id=m.id, role=m.role, content=m.content, created_at=m.created_at)
 
-
-class SessionOut(msgspec.Struct):
+class SessionOut(FromRow):
     id: UUID
     title: str
     problem_summary: str
@@ -49,10 +46,6 @@ class SessionOut(msgspec.Struct):
     created_at: datetime
     updated_at: datetime
 
-    @classmethod
-    def of(cls, s: AISession) -> SessionOut:
-        return cls(**_session_fields(s))
-
 
 class SessionDetail(SessionOut):
     messages: list[MessageOut] = []
@@ -60,22 +53,9 @@ class SessionDetail(SessionOut):
 
     @classmethod
     def with_messages(cls, s: AISession, messages: list[SessionMessage]) -> SessionDetail:
+        # Not FromRow.of: that would read the lazy ``messages`` relationship, not these.
         return cls(
-            **_session_fields(s),
+            **msgspec.structs.asdict(SessionOut.of(s)),
             messages=[MessageOut.of(m) for m in messages],
             escalation_package=s.escalation_package,
         )
-
-
-def _session_fields(s: AISession) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "title": s.title,
-        "problem_summary": s.problem_summary,
-        "psa_ticket_id": s.psa_ticket_id,
-        "status": s.status,
-        "owner_id": s.owner_id,
-        "assignee_id": s.assignee_id,
-        "created_at": s.created_at,
-        "updated_at": s.updated_at,
-    }
