@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, get_args, get_type_hints
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 
@@ -17,31 +18,38 @@ class ConfigError(ValueError):
     """A setting has a value the service cannot use."""
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
-        return default
-    return value.strip()
+def _from_env(name: str, kind: Any) -> Any:
+    """The variable ``name`` parsed as ``kind``; ``_UNSET`` when it is unset or blank."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return _UNSET
+    if kind is bool:
+        if raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{name} must be 1/true/yes or 0/false/no, got {raw!r}")
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+    if kind is float:
+        try:
+            return float(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if kind is Path:
+        return Path(raw)
+    return raw
 
 
-def _int_env(name: str, default: int) -> int:
-    raw = _env(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+_UNSET = object()
 
 
-def _float_env(name: str, default: float) -> float:
-    raw = _env(name)
-    if raw is None:
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+def env(name: str, default: Any) -> Any:
+    """A setting read from the environment variable ``name``: each name is declared here, once."""
+    return field(default=default, metadata={"env": name})
 
 
 def sqlalchemy_url(database_url: str) -> str:
@@ -63,82 +71,79 @@ def sqlalchemy_url(database_url: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything configurable about a handoffs process."""
+    """Everything configurable about a handoffs process, grouped by concern.
 
-    database_url: str | None = None
+    Each field names its environment variable once (``env("NAME", default)``);
+    :meth:`from_env` reads them all, parsed by the field's type.
+    """
+
+    # -- services ----------------------------------------------------------------------
+    database_url: str | None = env("DATABASE_URL", None)
     """Plain ``postgresql://`` URL. None means: start an embedded server."""
-    redis_url: str | None = None
+    redis_url: str | None = env("REDIS_URL", None)
     """``redis://host:port/db``. None means: start an embedded server."""
-    secret_key: str = ""
-    """Signs the JWTs. Every replica of one installation must share it."""
-    data_dir: Path = Path(".data")
+    data_dir: Path = env("HANDOFFS_DATA_DIR", Path(".data"))  # noqa: RUF009 - env() makes a field
     """Where embedded PostgreSQL and Redis keep their files; made absolute from the current folder."""
-    anthropic_api_key: str | None = None
-    anthropic_model: str = "claude-sonnet-5-5"
-    smtp_url: str | None = None
-    smtp_from: str = "handoffs@localhost"
-    public_url: str = "http://127.0.0.1:8000"
-    token_ttl_minutes: int = 12 * 60
-    db_pool_size: int = 10
-    db_max_overflow: int = 20
-    debug: bool = False
-    # Live stream (SSE): keepalive comment interval, events queued per client
-    # before a slow one is dropped to a `resync`, and the browser's reconnect delay.
-    sse_keepalive_seconds: float = 25.0
-    sse_client_queue: int = 64
-    sse_retry_ms: int = 3000
-    # Young-generation GC threshold while serving streams (0: leave Python's default); see docs/live-stream.md.
-    sse_gc_gen0_threshold: int = 50_000
-    # Worker: arq job limits and the retry schedule (attempt n waits base * 2**(n-1), capped).
-    job_timeout_seconds: int = 120
-    job_max_attempts: int = 5
-    job_retry_base_seconds: float = 2.0
-    job_retry_cap_seconds: float = 300.0
-    worker_max_jobs: int = 500
-    worker_batch_wait_ms: float = 10.0
-    """How long a busy worker lets concurrent jobs' reads and writes gather into one statement."""
-    anthropic_timeout_seconds: float = 60.0
-    anthropic_base_url: str | None = None
-    """An API gateway or proxy in front of Anthropic; unset means the SDK's default."""
-    outbox_fast_path: bool = True
+    db_pool_size: int = env("DB_POOL_SIZE", 10)
+    db_max_overflow: int = env("DB_MAX_OVERFLOW", 20)
+
+    # -- the API -------------------------------------------------------------------------
+    secret_key: str = env("SECRET_KEY", "")
+    """Signs the JWTs. Every replica of one installation must share it."""
+    token_ttl_minutes: int = env("TOKEN_TTL_MINUTES", 12 * 60)
+    public_url: str = env("PUBLIC_URL", "http://127.0.0.1:8000")
+    """The base of links in emails and chat messages (no trailing slash)."""
+    debug: bool = env("HANDOFFS_DEBUG", False)
+    outbox_fast_path: bool = env("OUTBOX_FAST_PATH", True)
     """Dispatch outbox rows right after commit. Off leaves them all to the worker's sweep."""
+
+    # -- the live stream (SSE) -----------------------------------------------------------
+    sse_keepalive_seconds: float = env("SSE_KEEPALIVE_SECONDS", 25.0)
+    sse_client_queue: int = env("SSE_CLIENT_QUEUE", 64)
+    """Events queued per client before a slow one is dropped to a ``resync``."""
+    sse_retry_ms: int = env("SSE_RETRY_MS", 3000)
+    """The browser's reconnect delay (the stream's ``retry:`` hint)."""
+    sse_gc_gen0_threshold: int = env("SSE_GC_GEN0_THRESHOLD", 50_000)
+    """Young-generation GC threshold while serving streams (0: Python's); see docs/live-stream.md."""
+
+    # -- the worker ------------------------------------------------------------------------
+    job_timeout_seconds: int = env("JOB_TIMEOUT_SECONDS", 120)
+    job_max_attempts: int = env("JOB_MAX_ATTEMPTS", 5)
+    job_retry_base_seconds: float = env("JOB_RETRY_BASE_SECONDS", 2.0)
+    """Attempt n waits base * 2**(n-1), with jitter, capped at the cap."""
+    job_retry_cap_seconds: float = env("JOB_RETRY_CAP_SECONDS", 300.0)
+    worker_max_jobs: int = env("WORKER_MAX_JOBS", 500)
+    worker_batch_wait_ms: float = env("WORKER_BATCH_WAIT_MS", 10.0)
+    """How long a busy worker lets concurrent jobs' reads and writes gather into one statement."""
+
+    # -- the AI assessment -------------------------------------------------------------------
+    anthropic_api_key: str | None = env("ANTHROPIC_API_KEY", None)
+    anthropic_model: str = env("ANTHROPIC_MODEL", "claude-sonnet-5-5")
+    anthropic_timeout_seconds: float = env("ANTHROPIC_TIMEOUT_SECONDS", 60.0)
+    anthropic_base_url: str | None = env("ANTHROPIC_BASE_URL", None)
+    """An API gateway or proxy in front of Anthropic; unset means the SDK's default."""
+
+    # -- email -------------------------------------------------------------------------------
+    smtp_url: str | None = env("SMTP_URL", None)
+    smtp_from: str = env("SMTP_FROM", "handoffs@localhost")
 
     def __post_init__(self) -> None:
         # Resolved once, here: embedded servers change folder before they open
         # their files, so a relative folder would point somewhere else for them.
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().absolute())
+        object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
 
     @classmethod
     def from_env(cls) -> Settings:
-        data_dir = Path(_env("HANDOFFS_DATA_DIR", ".data") or ".data")
-        return cls(
-            database_url=_env("DATABASE_URL"),
-            redis_url=_env("REDIS_URL"),
-            secret_key=_env("SECRET_KEY") or "",
-            data_dir=data_dir,
-            anthropic_api_key=_env("ANTHROPIC_API_KEY"),
-            anthropic_model=_env("ANTHROPIC_MODEL", cls.anthropic_model) or cls.anthropic_model,
-            smtp_url=_env("SMTP_URL"),
-            smtp_from=_env("SMTP_FROM", cls.smtp_from) or cls.smtp_from,
-            public_url=(_env("PUBLIC_URL", cls.public_url) or cls.public_url).rstrip("/"),
-            token_ttl_minutes=_int_env("TOKEN_TTL_MINUTES", cls.token_ttl_minutes),
-            db_pool_size=_int_env("DB_POOL_SIZE", cls.db_pool_size),
-            db_max_overflow=_int_env("DB_MAX_OVERFLOW", cls.db_max_overflow),
-            debug=(_env("HANDOFFS_DEBUG", "0") or "0").lower() in {"1", "true", "yes"},
-            sse_keepalive_seconds=_float_env("SSE_KEEPALIVE_SECONDS", cls.sse_keepalive_seconds),
-            sse_client_queue=_int_env("SSE_CLIENT_QUEUE", cls.sse_client_queue),
-            sse_retry_ms=_int_env("SSE_RETRY_MS", cls.sse_retry_ms),
-            sse_gc_gen0_threshold=_int_env("SSE_GC_GEN0_THRESHOLD", cls.sse_gc_gen0_threshold),
-            job_timeout_seconds=_int_env("JOB_TIMEOUT_SECONDS", cls.job_timeout_seconds),
-            job_max_attempts=_int_env("JOB_MAX_ATTEMPTS", cls.job_max_attempts),
-            job_retry_base_seconds=_float_env("JOB_RETRY_BASE_SECONDS", cls.job_retry_base_seconds),
-            job_retry_cap_seconds=_float_env("JOB_RETRY_CAP_SECONDS", cls.job_retry_cap_seconds),
-            worker_max_jobs=_int_env("WORKER_MAX_JOBS", cls.worker_max_jobs),
-            worker_batch_wait_ms=_float_env("WORKER_BATCH_WAIT_MS", cls.worker_batch_wait_ms),
-            anthropic_timeout_seconds=_float_env("ANTHROPIC_TIMEOUT_SECONDS", cls.anthropic_timeout_seconds),
-            anthropic_base_url=_env("ANTHROPIC_BASE_URL"),
-            outbox_fast_path=(_env("OUTBOX_FAST_PATH", "1") or "1").lower() not in {"0", "false", "no"},
-        )
+        hints = get_type_hints(cls)
+        values = {}
+        for f in fields(cls):
+            kind = hints[f.name]
+            kind = next((a for a in get_args(kind) if a is not type(None)), kind)  # X | None -> X
+            value = _from_env(f.metadata["env"], kind)
+            if value is not _UNSET:
+                values[f.name] = value
+        return cls(**values)
 
     def with_services(self, database_url: str, redis_url: str) -> Settings:
         return replace(self, database_url=database_url, redis_url=redis_url)

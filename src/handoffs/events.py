@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 from uuid import UUID
 
 import msgspec
@@ -110,6 +110,21 @@ class HandoffEvent(msgspec.Struct, kw_only=True, tag_field="type"):
     handoff_id: str
     session_id: str
     account_id: str
+
+
+class HandoffIds(TypedDict):
+    """The ids every handoff event carries, as its fields take them (``**ids_of(handoff)``)."""
+
+    handoff_id: str
+    session_id: str
+    account_id: str
+
+
+def ids_of(handoff: Any) -> HandoffIds:
+    """The three ids of a handoff row (anything with ``id``, ``session_id``, ``account_id``)."""
+    return HandoffIds(
+        handoff_id=str(handoff.id), session_id=str(handoff.session_id), account_id=str(handoff.account_id)
+    )
 
 
 class HandoffCreated(HandoffEvent, tag="handoff_created"):

@@ -71,3 +71,28 @@ async def test_another_runs_test_database_is_kept_and_only_a_day_old_one_is_drop
     finally:
         for name in (elsewhere, forgotten, mine):
             await drop_database(test_services.admin_url, name)
+
+
+def test_every_setting_names_its_environment_variable_once_and_parses_by_its_type(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dataclasses import fields
+
+    from handoffs.config import ConfigError, Settings
+
+    names = [f.metadata["env"] for f in fields(Settings)]
+    assert len(names) == len(set(names)), "an environment variable named twice"
+    monkeypatch.setenv("DB_POOL_SIZE", "7")
+    monkeypatch.setenv("HANDOFFS_DEBUG", "yes")
+    monkeypatch.setenv("OUTBOX_FAST_PATH", "0")
+    monkeypatch.setenv("PUBLIC_URL", "https://handoffs.example/")
+    monkeypatch.setenv("WORKER_BATCH_WAIT_MS", "2.5")
+    monkeypatch.setenv("SMTP_URL", "  ")  # blank counts as unset
+    settings = Settings.from_env()
+    assert (settings.db_pool_size, settings.debug, settings.outbox_fast_path) == (7, True, False)
+    assert settings.public_url == "https://handoffs.example"
+    assert settings.worker_batch_wait_ms == 2.5
+    assert settings.smtp_url is None
+    monkeypatch.setenv("JOB_MAX_ATTEMPTS", "many")
+    with pytest.raises(ConfigError, match="JOB_MAX_ATTEMPTS must be a whole number, got 'many'"):
+        Settings.from_env()

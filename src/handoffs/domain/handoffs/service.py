@@ -34,7 +34,7 @@ from handoffs.enums import (
     SessionStatus,
 )
 from handoffs.errors import BadRequest, Conflict, Forbidden, NotFound
-from handoffs.events import Actor, HandoffClaimed, HandoffCreated, HandoffReleased, event_payload
+from handoffs.events import Actor, HandoffClaimed, HandoffCreated, HandoffReleased, event_payload, ids_of
 from handoffs.outbox.relay import OutboxRelay
 from handoffs.outbox.writer import OutboxWriter
 
@@ -161,9 +161,7 @@ class HandoffService:
             EVENT_TOPIC,
             event_payload(
                 HandoffCreated(
-                    handoff_id=str(handoff.id),
-                    session_id=str(handoff.session_id),
-                    account_id=str(handoff.account_id),
+                    **ids_of(handoff),
                     title=title
                     if escalate
                     else f"Parked by {user.first_name}: {snippet(session.problem_summary)}",
@@ -299,9 +297,7 @@ class HandoffService:
             EVENT_TOPIC,
             event_payload(
                 HandoffClaimed(
-                    handoff_id=str(claimed.id),
-                    session_id=str(claimed.session_id),
-                    account_id=str(claimed.account_id),
+                    **ids_of(claimed),
                     claimed_by=Actor(id=str(user.id), name=user.name),
                     claimed_at=now.isoformat(),
                 )
@@ -361,9 +357,7 @@ class HandoffService:
             EVENT_TOPIC,
             event_payload(
                 HandoffReleased(
-                    handoff_id=str(released.id),
-                    session_id=str(released.session_id),
-                    account_id=str(released.account_id),
+                    **ids_of(released),
                     released_by=Actor(id=str(user.id), name=user.name),
                 )
             ),
