@@ -117,7 +117,7 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
 
 @pytest.fixture(scope="session")
 async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    client = Redis.from_url(settings.redis)
+    client = Redis.from_url(settings.required_redis_url)
     yield client
     await client.aclose()
 

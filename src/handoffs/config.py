@@ -172,7 +172,7 @@ class Settings:
         return sqlalchemy_url(self.database_url)
 
     @property
-    def redis(self) -> str:
+    def required_redis_url(self) -> str:
         if not self.redis_url:
             raise ConfigError("REDIS_URL is not set and no embedded Redis was started")
         return self.redis_url

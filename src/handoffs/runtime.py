@@ -100,7 +100,7 @@ async def open_runtime(
     )
     if role == "api":
         runtime.hub = EventHub(
-            settings.redis,
+            settings.required_redis_url,
             bus,
             queue_size=settings.sse_client_queue,
             keepalive_seconds=settings.sse_keepalive_seconds,

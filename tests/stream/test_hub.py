@@ -11,8 +11,8 @@ from redis.asyncio import Redis
 
 from handoffs.config import Settings
 from handoffs.events import EventBus, RawEvent, channel_name, parse_stream_id, stream_key
+from handoffs.stream.client_stream import event_stream
 from handoffs.stream.hub import EventHub, Subscription
-from handoffs.stream.service import event_stream
 from tests.support.polling import eventually
 from tests.support.sse import SseParser, event_payload, publish_many
 
@@ -24,7 +24,7 @@ def bus(redis: Redis) -> EventBus:
 
 @pytest.fixture
 async def hub(settings: Settings, bus: EventBus) -> AsyncIterator[EventHub]:
-    hub = EventHub(settings.redis, bus, queue_size=4, keepalive_seconds=60)
+    hub = EventHub(settings.required_redis_url, bus, queue_size=4, keepalive_seconds=60)
     await hub.start()
     yield hub
     await hub.stop()
@@ -158,7 +158,7 @@ async def test_a_client_starts_at_the_newest_event_before_it_registered(hub: Eve
 
 
 async def test_stopping_the_hub_ends_every_stream(settings: Settings, bus: EventBus) -> None:
-    hub = EventHub(settings.redis, bus, keepalive_seconds=60)
+    hub = EventHub(settings.required_redis_url, bus, keepalive_seconds=60)
     await hub.start()
     sub = hub.subscribe(account())
     await active(sub)
@@ -203,7 +203,9 @@ class SeamBus(EventBus):
 @pytest.fixture
 async def seam(settings: Settings, redis: Redis) -> AsyncIterator[tuple[EventHub, SeamBus]]:
     bus = SeamBus(redis)
-    hub = EventHub(settings.redis, bus, keepalive_seconds=60, client_name=f"handoffs-hub-seam-{uuid4()}")
+    hub = EventHub(
+        settings.required_redis_url, bus, keepalive_seconds=60, client_name=f"handoffs-hub-seam-{uuid4()}"
+    )
     bus.hub = hub
     await hub.start()
     yield hub, bus

@@ -72,7 +72,7 @@ async def send_escalation_emails(ctx: dict[str, Any], outbox_id: str) -> str:
     return await run_outbox_job(ctx, outbox_id, _send_all, _give_up)
 
 
-async def _send_all(jc: JobContext, row: OutboxJob, attempt: int, _: object) -> str:
+async def _send_all(jc: JobContext, row: OutboxJob, attempt: int, _loaded: object) -> str:
     handoff_id = UUID(row.payload["handoff_id"])
     recipient_ids = [UUID(r) for r in row.payload.get("recipient_ids", [])]
     async with jc.sessionmaker() as db:

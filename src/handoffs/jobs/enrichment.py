@@ -23,9 +23,9 @@ from handoffs.integrations.ai import AssessmentInput, InvalidModelOutput
 from handoffs.jobs.context import JobContext
 from handoffs.jobs.runner import (
     BATCH_IDS,
+    DoneAlready,
     OutboxJob,
     PermanentError,
-    Recorded,
     TransientError,
     run_outbox_job,
 )
@@ -69,7 +69,9 @@ async def _load(jc: JobContext, ids: Sequence[UUID]) -> list[tuple[OutboxJob | N
     return [found.get(outbox_id, (None, None)) for outbox_id in ids]
 
 
-async def _enrich(jc: JobContext, row: OutboxJob, attempt: int, data: AssessmentInput | None) -> str:
+async def _enrich(
+    jc: JobContext, row: OutboxJob, attempt: int, data: AssessmentInput | None
+) -> str | DoneAlready:
     handoff_id = UUID(row.payload["handoff_id"])
     if data is None:
         return "nothing to do: assessment already stored or handoff gone"
@@ -114,7 +116,7 @@ async def _enrich(jc: JobContext, row: OutboxJob, attempt: int, data: Assessment
         )
     )
     if not stored:
-        return Recorded("another run stored the assessment first")
+        return DoneAlready("another run stored the assessment first")
     metrics.ASSESSMENTS.labels(result.source).inc()
     metrics.AI_TOKENS.labels("input").inc(result.input_tokens)
     metrics.AI_TOKENS.labels("output").inc(result.output_tokens)
@@ -123,7 +125,7 @@ async def _enrich(jc: JobContext, row: OutboxJob, attempt: int, data: Assessment
         "assessment ready for handoff %s (%s, %d in / %d out tokens)",
         handoff_id, result.source, result.input_tokens, result.output_tokens,
     )  # fmt: skip
-    return Recorded(f"assessment ready ({result.source})")
+    return DoneAlready(f"assessment ready ({result.source})")
 
 
 @dataclass(frozen=True, slots=True)

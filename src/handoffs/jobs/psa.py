@@ -33,7 +33,7 @@ def note_for(handoff: SessionHandoff, creator_name: str) -> str:
     )
 
 
-async def _push(jc: JobContext, row: OutboxJob, attempt: int, _: object) -> str:
+async def _push(jc: JobContext, row: OutboxJob, attempt: int, _loaded: object) -> str:
     handoff_id = UUID(row.payload["handoff_id"])
     async with jc.sessionmaker() as db:
         found = (

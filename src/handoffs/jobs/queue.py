@@ -9,7 +9,7 @@ from handoffs.config import Settings
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
-    rs = RedisSettings.from_dsn(settings.redis)
+    rs = RedisSettings.from_dsn(settings.required_redis_url)
     # Ride out a Redis restart instead of failing at start-up.
     rs.conn_retries = 10
     rs.conn_retry_delay = 1

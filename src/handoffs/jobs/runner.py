@@ -52,10 +52,12 @@ def backoff_seconds(attempt: int, base: float, cap: float) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-class Recorded(str):
-    """An outcome whose job already marked its outbox row done, in its own last transaction."""
+@dataclass(frozen=True, slots=True)
+class DoneAlready:
+    """A job's outcome when its own last transaction also marked its outbox row done
+    (the enrichment's batched write), so the runner must not record it again."""
 
-    __slots__ = ()
+    summary: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,8 @@ class OutboxJob:
         return cls(row.id, row.topic, row.account_id, row.payload, row.status)
 
 
-JobBody = Callable[[JobContext, OutboxJob, int, Any], Awaitable[str]]
+JobBody = Callable[[JobContext, OutboxJob, int, Any], Awaitable[str | DoneAlready]]
+"""A job: its context, its outbox row, the attempt (1, 2, …) and what ``load`` read for it."""
 GiveUp = Callable[[JobContext, OutboxJob, str], Awaitable[None]]
 Loader = Callable[[JobContext, Sequence[UUID]], Awaitable[Sequence[tuple[OutboxJob | None, Any]]]]
 """Reads many jobs' outbox rows, and whatever else each job needs, in one round trip."""
@@ -184,9 +187,10 @@ async def _run(
     except PermanentError as exc:
         seen.outcome = "failed"
         return await _fail(jc, row, attempt, exc.reason, give_up)
-    if not isinstance(outcome, Recorded):
-        await _record(jc, row.id, attempt, status=OutboxStatus.done)
-    return str(outcome)
+    if isinstance(outcome, DoneAlready):
+        return outcome.summary
+    await _record(jc, row.id, attempt, status=OutboxStatus.done)
+    return outcome
 
 
 def _backoff(jc: JobContext, attempt: int) -> float:

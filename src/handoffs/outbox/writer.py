@@ -35,7 +35,7 @@ class OutboxWriter:
         self._rows.append({"id": row_id, "account_id": account_id, "topic": topic, "payload": payload})
         return row_id
 
-    def take_rows(self) -> list[dict[str, Any]]:
+    def rows_for_caller(self) -> list[dict[str, Any]]:
         """The rows added so far, for a caller that writes them itself; they are dispatched on commit."""
         rows, self._rows = self._rows, []
         self._written.extend(row["id"] for row in rows)

@@ -13,8 +13,8 @@ from handoffs.config import Settings
 from handoffs.enums import Role
 from handoffs.events import HANDOFF_EVENT_TYPES
 from handoffs.security.auth import current_user, requires_role
+from handoffs.stream.client_stream import event_stream
 from handoffs.stream.hub import EventHub
-from handoffs.stream.service import event_stream
 
 #: Response headers: no caching, and no buffering by a reverse proxy (nginx honours the second).
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

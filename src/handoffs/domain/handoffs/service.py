@@ -187,7 +187,7 @@ class HandoffService:
                 notification_kind=NotificationKind.escalation.value,
                 title=title,
                 body=snippet(handoff.engineer_notes, 280),
-                outbox_rows=self.outbox.take_rows(),
+                outbox_rows=self.outbox.rows_for_caller(),
             )
             await self.outbox.commit()
         except IntegrityError as exc:
