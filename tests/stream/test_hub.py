@@ -12,7 +12,8 @@ from redis.asyncio import Redis
 from handoffs.config import Settings
 from handoffs.events import EventBus, RawEvent, channel_name, parse_stream_id, stream_key
 from handoffs.stream.client_stream import event_stream
-from handoffs.stream.hub import EventHub, Subscription
+from handoffs.stream.hub import EventHub
+from handoffs.stream.subscription import Subscription
 from tests.support.polling import eventually
 from tests.support.sse import SseParser, event_payload, publish_many
 
@@ -263,7 +264,7 @@ async def test_after_a_reconnect_events_both_recovered_and_received_live_are_han
 def test_gc_tuning_raises_the_young_threshold_and_never_lowers_it() -> None:
     import gc
 
-    from handoffs.stream.hub import tune_gc
+    from handoffs.stream.process import tune_gc
 
     saved = gc.get_threshold()
     try:

@@ -12,8 +12,9 @@ import logging
 from collections.abc import AsyncIterator
 
 from handoffs.events import parse_stream_id
-from handoffs.stream.hub import EventHub, Subscription
+from handoffs.stream.hub import EventHub
 from handoffs.stream.sse import KEEPALIVE, control_frame, event_frame, key_id, retry_hint
+from handoffs.stream.subscription import Subscription
 
 log = logging.getLogger(__name__)
 

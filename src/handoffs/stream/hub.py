@@ -29,17 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import random
-import signal
 import socket
-import threading
 from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
@@ -54,143 +49,11 @@ from handoffs.events import (
     parse_stream_id,
     split_live_message,
 )
-from handoffs.stream.sse import KEEPALIVE, control_frame, event_frame, key_id
+from handoffs.stream.process import chain_shutdown_signals, tune_gc
+from handoffs.stream.sse import event_frame, key_id
+from handoffs.stream.subscription import ZERO_KEY, Frame, Subscription
 
 log = logging.getLogger(__name__)
-
-ZERO_KEY: StreamKey = (0, 0)
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """An event ready to send: its id as a comparable key, and its SSE bytes (shared by all clients)."""
-
-    key: StreamKey
-    data: bytes
-
-
-class Subscription:
-    """One SSE client's view of the hub: a bounded queue plus a few flags.
-
-    Only the hub writes to it (``offer``, ``resync``, ``tick``, ``close``) and
-    only the client's response task reads it (``take``, ``wait``), all on one
-    event loop, so no locks.
-    """
-
-    __slots__ = (
-        "_buf",
-        "_hub",
-        "_max",
-        "_resync",
-        "_waiter",
-        "account_id",
-        "active",
-        "closed",
-        "cursor",
-        "dropped",
-        "keepalive_due",
-        "name",
-    )
-
-    def __init__(self, hub: EventHub, account_id: str, name: bytes, queue_size: int) -> None:
-        self._hub = hub
-        self.account_id = account_id
-        self.name = name
-        self._max = queue_size
-        self._buf: deque[Frame] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._resync: tuple[StreamKey, str] | None = None
-        self.cursor: StreamKey = ZERO_KEY
-        """The id of the last event this client has (or was told to resync to)."""
-        self.active = False
-        """True once the channel is synced: from here on every event of the account reaches ``take``."""
-        self.closed = False
-        self.keepalive_due = False
-        self.dropped = 0
-
-    # -- hub side: never blocks, never awaits ---------------------------------
-
-    def activate(self, cursor: StreamKey) -> None:
-        self.cursor = cursor
-        self.active = True
-        self._wake()
-
-    def offer(self, frame: Frame) -> None:
-        if len(self._buf) >= self._max:
-            # Too slow: what is queued is stale anyway. Drop it and tell the
-            # client to reload once it reads again.
-            self.dropped += len(self._buf) + 1
-            self._buf.clear()
-            self._resync = (frame.key, "slow_client")
-            self._hub.slow_client_drops += 1
-        else:
-            self._buf.append(frame)
-        self._wake()
-
-    def resync(self, key: StreamKey, reason: str) -> None:
-        """Replace whatever is queued by a ``resync`` at ``key``."""
-        self._buf.clear()
-        self._resync = (key, reason)
-        self._wake()
-
-    def tick(self) -> None:
-        self.keepalive_due = True
-        self._wake()
-
-    def close(self) -> None:
-        self.closed = True
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    # -- client side -----------------------------------------------------------
-
-    def take(self) -> list[bytes]:
-        """Everything sendable now, in order; events at or below the cursor are skipped."""
-        parts: list[bytes] = []
-        if self.keepalive_due:
-            self.keepalive_due = False
-            parts.append(KEEPALIVE)
-        if not self.active:
-            return parts
-        if self._resync is not None:
-            key, reason = self._resync
-            self._resync = None
-            self.cursor = key
-            parts.append(control_frame(key_id(key), "resync", self.account_id, reason=reason))
-        buf = self._buf
-        while buf:
-            frame = buf.popleft()
-            if frame.key > self.cursor:
-                parts.append(frame.data)
-                self.cursor = frame.key
-        return parts
-
-    @property
-    def queued(self) -> int:
-        """Events waiting in this client's queue."""
-        return len(self._buf)
-
-    def pending(self) -> bool:
-        return self.closed or self.keepalive_due or (self.active and (bool(self._buf) or bool(self._resync)))
-
-    async def wait(self) -> None:
-        """Until there is something to ``take`` (or the subscription is closed)."""
-        if self.pending():
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiter = waiter
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-
-    def release(self) -> None:
-        """Leave the hub (the SSE response ended): the last client of an account unsubscribes it."""
-        self._hub.release(self)
 
 
 class _Channel:
@@ -256,7 +119,7 @@ class EventHub:
         self._runner: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._closing = False
-        self._restore_signals: list[tuple[int, Any, Any]] = []
+        self._unchain_signals: Callable[[], None] = lambda: None
         self.connected = asyncio.Event()
         # Counters, for logs, health and tests.
         self.connects = 0
@@ -270,11 +133,11 @@ class EventHub:
             tune_gc(self.gc_gen0_threshold)
         self._runner = asyncio.create_task(self._run(), name="event-hub-reader")
         self._ticker = asyncio.create_task(self._tick(), name="event-hub-keepalive")
-        self._chain_shutdown_signals()
+        self._unchain_signals = chain_shutdown_signals(self.close_streams)
 
     async def stop(self) -> None:
         self.close_streams()
-        self._unchain_shutdown_signals()
+        self._unchain_signals()
         tasks = [t for t in (self._runner, self._ticker, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
@@ -287,39 +150,6 @@ class EventHub:
         for channel in list(self._channels.values()):
             for sub in list(channel.subs):
                 sub.close()
-
-    def _chain_shutdown_signals(self) -> None:
-        """Close the streams when the server is told to stop.
-
-        uvicorn waits for open responses before it runs the lifespan shutdown,
-        and an event stream never ends by itself: without this a SIGTERM would
-        hang until the graceful-shutdown timeout. The server's own handler
-        still runs, after ours.
-        """
-        if threading.current_thread() is not threading.main_thread():
-            return
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous = signal.getsignal(sig)
-            if not callable(previous):
-                continue
-
-            def handler(
-                signum: int, frame: FrameType | None, previous: Callable[..., Any] = previous
-            ) -> None:
-                loop.call_soon_threadsafe(self.close_streams)
-                previous(signum, frame)
-
-            signal.signal(sig, handler)
-            self._restore_signals.append((sig, previous, handler))
-
-    def _unchain_shutdown_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig, previous, handler in self._restore_signals:
-            if signal.getsignal(sig) is handler:
-                signal.signal(sig, previous)
-        self._restore_signals.clear()
 
     # -- clients ----------------------------------------------------------------
 
@@ -572,19 +402,3 @@ class EventHub:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-
-def tune_gc(gen0_threshold: int) -> None:
-    """Collect young objects less often: fan-out to thousands of streams must not feed full collections.
-
-    Every open stream keeps ~130 container objects alive (the ASGI call
-    chain, its task group, the user row...). With CPython's default
-    threshold (700) the short-lived objects of one fan-out survive the many
-    young collections that run during it, get promoted, and soon trigger a
-    full collection that walks every stream's objects: measured 0.5-0.7 s
-    with 5,000 streams in one replica, a pause every few events. A threshold
-    of 50,000 keeps those objects young (they die by reference count first).
-    """
-    _, gen1, gen2 = gc.get_threshold()
-    if gc.get_threshold()[0] < gen0_threshold:
-        gc.set_threshold(gen0_threshold, gen1, gen2)

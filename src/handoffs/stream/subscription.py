@@ -1,0 +1,157 @@
+"""One SSE client's view of the hub: a bounded queue of frames, and the flags the hub sets.
+
+Only the hub writes to it and only the client's response task reads it, all
+on one event loop, so no locks (see :class:`handoffs.stream.hub.EventHub`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+from handoffs.events import StreamKey
+from handoffs.stream.sse import KEEPALIVE, control_frame, key_id
+
+ZERO_KEY: StreamKey = (0, 0)
+
+
+class SubscriptionOwner(Protocol):
+    """What a subscription needs of its hub: a count to bump, and a way to leave."""
+
+    slow_client_drops: int
+
+    def release(self, sub: Subscription) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """An event ready to send: its id as a comparable key, and its SSE bytes (shared by all clients)."""
+
+    key: StreamKey
+    data: bytes
+
+
+class Subscription:
+    """One SSE client's view of the hub: a bounded queue plus a few flags.
+
+    Only the hub writes to it (``offer``, ``resync``, ``tick``, ``close``) and
+    only the client's response task reads it (``take``, ``wait``), all on one
+    event loop, so no locks.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_hub",
+        "_max",
+        "_resync",
+        "_waiter",
+        "account_id",
+        "active",
+        "closed",
+        "cursor",
+        "dropped",
+        "keepalive_due",
+        "name",
+    )
+
+    def __init__(self, hub: SubscriptionOwner, account_id: str, name: bytes, queue_size: int) -> None:
+        self._hub = hub
+        self.account_id = account_id
+        self.name = name
+        self._max = queue_size
+        self._buf: deque[Frame] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._resync: tuple[StreamKey, str] | None = None
+        self.cursor: StreamKey = ZERO_KEY
+        """The id of the last event this client has (or was told to resync to)."""
+        self.active = False
+        """True once the channel is synced: from here on every event of the account reaches ``take``."""
+        self.closed = False
+        self.keepalive_due = False
+        self.dropped = 0
+
+    # -- hub side: never blocks, never awaits ---------------------------------
+
+    def activate(self, cursor: StreamKey) -> None:
+        self.cursor = cursor
+        self.active = True
+        self._wake()
+
+    def offer(self, frame: Frame) -> None:
+        if len(self._buf) >= self._max:
+            # Too slow: what is queued is stale anyway. Drop it and tell the
+            # client to reload once it reads again.
+            self.dropped += len(self._buf) + 1
+            self._buf.clear()
+            self._resync = (frame.key, "slow_client")
+            self._hub.slow_client_drops += 1
+        else:
+            self._buf.append(frame)
+        self._wake()
+
+    def resync(self, key: StreamKey, reason: str) -> None:
+        """Replace whatever is queued by a ``resync`` at ``key``."""
+        self._buf.clear()
+        self._resync = (key, reason)
+        self._wake()
+
+    def tick(self) -> None:
+        self.keepalive_due = True
+        self._wake()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- client side -----------------------------------------------------------
+
+    def take(self) -> list[bytes]:
+        """Everything sendable now, in order; events at or below the cursor are skipped."""
+        parts: list[bytes] = []
+        if self.keepalive_due:
+            self.keepalive_due = False
+            parts.append(KEEPALIVE)
+        if not self.active:
+            return parts
+        if self._resync is not None:
+            key, reason = self._resync
+            self._resync = None
+            self.cursor = key
+            parts.append(control_frame(key_id(key), "resync", self.account_id, reason=reason))
+        buf = self._buf
+        while buf:
+            frame = buf.popleft()
+            if frame.key > self.cursor:
+                parts.append(frame.data)
+                self.cursor = frame.key
+        return parts
+
+    @property
+    def queued(self) -> int:
+        """Events waiting in this client's queue."""
+        return len(self._buf)
+
+    def pending(self) -> bool:
+        return self.closed or self.keepalive_due or (self.active and (bool(self._buf) or bool(self._resync)))
+
+    async def wait(self) -> None:
+        """Until there is something to ``take`` (or the subscription is closed)."""
+        if self.pending():
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def release(self) -> None:
+        """Leave the hub (the SSE response ended): the last client of an account unsubscribes it."""
+        self._hub.release(self)
