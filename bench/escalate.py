@@ -43,11 +43,10 @@ from uuid import UUID
 
 import msgspec
 from litestar import Litestar, post
-from litestar.di import Provide
 
 from handoffs.app import create_app
 from handoffs.db.models import OutboxMessage
-from handoffs.deps import CurrentUser, DbSession, provide_user
+from handoffs.deps import CurrentUser, DbSession
 from handoffs.enums import OutboxStatus
 
 # uvicorn's API process imports this file as bench.escalate (the repo root is on its PYTHONPATH);
@@ -69,7 +68,7 @@ class BaselineOut(msgspec.Struct):
     id: UUID
 
 
-@post(BASELINE_PATH, dependencies={"user": Provide(provide_user)}, status_code=201)
+@post(BASELINE_PATH, status_code=201)  # `user` is provided app-wide, as for every handler
 async def baseline_insert(user: CurrentUser, db_session: DbSession) -> BaselineOut:
     """One INSERT + COMMIT for the caller's account, through the same auth, session and serialization.
 

@@ -8,6 +8,7 @@ publishes live events; a periodic sweep catches whatever a crash dropped.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -35,11 +36,10 @@ class OutboxWriter:
         self._rows.append({"id": row_id, "account_id": account_id, "topic": topic, "payload": payload})
         return row_id
 
-    def rows_for_caller(self) -> list[dict[str, Any]]:
-        """The rows added so far, for a caller that writes them itself; they are dispatched on commit."""
-        rows, self._rows = self._rows, []
-        self._written.extend(row["id"] for row in rows)
-        return rows
+    def dispatch_on_commit(self, ids: Iterable[UUID]) -> None:
+        """Rows the caller wrote itself in this transaction (one fixed-shape statement): hand them
+        on with the others once it commits."""
+        self._written.extend(ids)
 
     async def commit(self) -> None:
         """Insert the rows (one bulk INSERT), commit the transaction, dispatch without waiting for the sweep.

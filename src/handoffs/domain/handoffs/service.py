@@ -15,26 +15,21 @@ from sqlalchemy import ScalarSelect, Select, bindparam, func, literal_column, se
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from uuid_utils.compat import uuid7
 
 from handoffs.db.models import AISession, Notification, SessionHandoff, SessionMessage, User
+from handoffs.domain.handoffs.plan import HandOffDraft, plan_hand_off
 from handoffs.domain.handoffs.schemas import HandoffCreate, Person, QueueItem
 from handoffs.domain.handoffs.writes import write_hand_off
-from handoffs.domain.notifications.titles import escalation_title, snippet
 from handoffs.domain.sessions.service import visible_to
 from handoffs.enums import (
     EVENT_TOPIC,
     SENIOR_ROLES,
-    AssessmentStatus,
     HandoffIntent,
-    JobTopic,
-    NotificationKind,
-    PsaSyncStatus,
     Role,
     SessionStatus,
 )
 from handoffs.errors import BadRequest, Conflict, Forbidden, NotFound
-from handoffs.events import Actor, HandoffClaimed, HandoffCreated, HandoffReleased, event_payload, ids_of
+from handoffs.events import Actor, HandoffClaimed, HandoffReleased, event_payload, ids_of
 from handoffs.outbox.relay import OutboxRelay
 from handoffs.outbox.writer import OutboxWriter
 
@@ -103,8 +98,8 @@ class HandoffService:
         self.db = db
         self.outbox = OutboxWriter(db, relay)
 
-    async def hand_off(self, user: User, session_id: UUID, data: HandoffCreate) -> SessionHandoff:
-        """Park or escalate the caller's session, in one transaction with its notifications and outbox."""
+    async def hand_off(self, user: User, session_id: UUID, data: HandoffCreate) -> HandOffDraft:
+        """Park or escalate the caller's session: lock and read, plan (pure), one write, commit."""
         # One round trip: lock the session row (two hand-offs of one session
         # queue up here instead of racing; the partial unique index is the
         # backstop) and read what the handoff needs alongside it.
@@ -122,80 +117,25 @@ class HandoffService:
         if open_handoff is not None:
             raise Conflict("This session already has an open handoff.", handoff_id=str(open_handoff))
         target = await self._target(user, data.target_user_id)
-
-        escalate = data.intent == HandoffIntent.escalate
-        now = datetime.now(UTC)
-        handoff = SessionHandoff(
-            id=uuid7(),
-            account_id=user.account_id,
-            session_id=session.id,
-            intent=data.intent,
-            engineer_notes=data.engineer_notes.strip(),
-            priority=data.priority,
-            target_user_id=target.id if target else None,
-            created_by=user.id,
-            session_snapshot=self._snapshot(session, transcript),
-            assessment_status=AssessmentStatus.pending if escalate else AssessmentStatus.not_requested,
-            ai_input_tokens=0,
-            ai_output_tokens=0,
-            ai_cache_read_tokens=0,
-            psa_sync_status=PsaSyncStatus.not_applicable,
-            created_at=now,
-            updated_at=now,
-        )
-        title = escalation_title(user.first_name, session.psa_ticket_id, session.problem_summary)
-        recipients: list[UUID] = ([target.id] if target else list(seniors or [])) if escalate else []
-        if escalate:
-            ids = {"handoff_id": str(handoff.id), "session_id": str(session.id)}
-            self.outbox.add(user.account_id, JobTopic.enrich_escalation, ids)
-            if recipients:
-                self.outbox.add(
-                    user.account_id,
-                    JobTopic.send_escalation_emails,
-                    {**ids, "recipient_ids": [str(r) for r in recipients]},
-                )
-            if session.psa_ticket_id:
-                self.outbox.add(user.account_id, JobTopic.push_to_psa, ids)
-        self.outbox.add(
-            user.account_id,
-            EVENT_TOPIC,
-            event_payload(
-                HandoffCreated(
-                    **ids_of(handoff),
-                    title=title
-                    if escalate
-                    else f"Parked by {user.first_name}: {snippet(session.problem_summary)}",
-                    intent=handoff.intent.value,
-                    priority=handoff.priority.value,
-                    problem_summary=session.problem_summary,
-                    psa_ticket_id=session.psa_ticket_id,
-                    session_title=session.title,
-                    created_by=Actor(id=str(user.id), name=user.name),
-                    target_user_id=str(target.id) if target else None,
-                    recipient_ids=[str(r) for r in recipients],
-                )
-            ),
+        draft = plan_hand_off(
+            user=user,
+            session=session,
+            transcript=transcript,
+            data=data,
+            target=target,
+            seniors=seniors,
+            now=datetime.now(UTC),
         )
         try:
-            await write_hand_off(
-                self.db,
-                handoff,
-                session_status=(SessionStatus.escalated if escalate else SessionStatus.parked).value,
-                now=now,
-                notification_ids=[uuid7() for _ in recipients],
-                recipient_ids=recipients,
-                notification_kind=NotificationKind.escalation.value,
-                title=title,
-                body=snippet(handoff.engineer_notes, 280),
-                outbox_rows=self.outbox.rows_for_caller(),
-            )
+            await write_hand_off(self.db, draft)
+            self.outbox.dispatch_on_commit(row.id for row in draft.outbox)
             await self.outbox.commit()
         except IntegrityError as exc:
             await self.db.rollback()
             if "uq_handoffs_one_open_per_session" not in str(exc.orig):
                 raise
             raise Conflict("This session already has an open handoff.") from exc
-        return handoff
+        return draft
 
     async def _target(self, user: User, target_user_id: UUID | None) -> User | None:
         if target_user_id is None:
@@ -214,16 +154,6 @@ class HandoffService:
         if target.id == user.id:
             raise BadRequest("target_user_id cannot be yourself")
         return target
-
-    @staticmethod
-    def _snapshot(session: AISession, transcript: list[dict[str, Any]] | None) -> dict[str, Any]:
-        return {
-            "title": session.title,
-            "problem_summary": session.problem_summary,
-            "psa_ticket_id": session.psa_ticket_id,
-            "status": session.status.value,
-            "messages": list(transcript or []),
-        }
 
     # -- history -------------------------------------------------------------
 

@@ -11,14 +11,11 @@ exists.
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from typing import Any
-from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handoffs.db.models import SessionHandoff
+from handoffs.domain.handoffs.plan import HandOffDraft
 
 HAND_OFF_WRITE = text(
     """
@@ -47,41 +44,30 @@ VALUES
 )
 
 
-async def write_hand_off(
-    db: AsyncSession,
-    handoff: SessionHandoff,
-    *,
-    session_status: str,
-    now: datetime,
-    notification_ids: list[UUID],
-    recipient_ids: list[UUID],
-    notification_kind: str,
-    title: str,
-    body: str,
-    outbox_rows: list[dict[str, Any]],
-) -> None:
+async def write_hand_off(db: AsyncSession, draft: HandOffDraft) -> None:
+    """Write the planned hand-off (handoff, session move, bell entries, outbox rows) in one statement."""
     await db.execute(
         HAND_OFF_WRITE,
         {
-            "handoff_id": handoff.id,
-            "account_id": handoff.account_id,
-            "session_id": handoff.session_id,
-            "intent": handoff.intent.value,
-            "notes": handoff.engineer_notes,
-            "priority": handoff.priority.value,
-            "target_user_id": handoff.target_user_id,
-            "created_by": handoff.created_by,
-            "snapshot": json.dumps(handoff.session_snapshot),
-            "assessment_status": handoff.assessment_status.value,
-            "session_status": session_status,
-            "now": now,
-            "notification_ids": notification_ids,
-            "recipient_ids": recipient_ids,
-            "kind": notification_kind,
-            "title": title,
-            "body": body,
-            "outbox_ids": [row["id"] for row in outbox_rows],
-            "outbox_topics": [row["topic"] for row in outbox_rows],
-            "outbox_payloads": [json.dumps(row["payload"]) for row in outbox_rows],
+            "handoff_id": draft.id,
+            "account_id": draft.account_id,
+            "session_id": draft.session_id,
+            "intent": draft.intent.value,
+            "notes": draft.engineer_notes,
+            "priority": draft.priority.value,
+            "target_user_id": draft.target_user_id,
+            "created_by": draft.created_by,
+            "snapshot": json.dumps(draft.session_snapshot),
+            "assessment_status": draft.assessment_status.value,
+            "session_status": draft.session_status.value,
+            "now": draft.created_at,
+            "notification_ids": list(draft.notification_ids),
+            "recipient_ids": list(draft.recipient_ids),
+            "kind": draft.notification_kind.value,
+            "title": draft.title,
+            "body": draft.body,
+            "outbox_ids": [row.id for row in draft.outbox],
+            "outbox_topics": [row.topic for row in draft.outbox],
+            "outbox_payloads": [json.dumps(row.payload) for row in draft.outbox],
         },
     )
