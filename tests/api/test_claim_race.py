@@ -51,7 +51,10 @@ async def _claim(http: httpx.AsyncClient, start: asyncio.Event, url: str, token:
 async def test_fifty_concurrent_claims_on_two_replicas_have_exactly_one_winner(
     api: Api, replicas: list[str], claimer_tokens: list[tuple[str, str]], db: AsyncSession
 ) -> None:
-    limits = httpx.Limits(max_connections=CLAIMERS * 2, max_keepalive_connections=CLAIMERS * 2)
+    # No keep-alive: a connection idle past uvicorn's keep-alive timeout between rounds can be
+    # closed by the server just as the next round reuses it, and httpx does not retry a POST
+    # (an httpx.ReadError, seen once in ten runs). A fresh connection per claim has no such race.
+    limits = httpx.Limits(max_connections=CLAIMERS * 2, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=30, limits=limits) as http:
         for _ in range(ROUNDS):
             session, handoff = await api.escalated("jane")
