@@ -19,7 +19,7 @@ from handoffs.config import Settings, get_settings
 from handoffs.db.engine import create_engine
 from handoffs.deps import provide_user
 from handoffs.domain.accounts.controller import AuthController, UserController
-from handoffs.domain.handoffs.controller import HandoffController
+from handoffs.domain.handoffs.controller import HandoffController, HandoffSearchController
 from handoffs.domain.notifications.controller import NotificationController
 from handoffs.domain.psa_connection.controller import PsaConnectionController
 from handoffs.domain.sessions.controller import SessionController
@@ -87,6 +87,7 @@ def create_app(
             AuthController,
             SessionController,
             HandoffController,
+            HandoffSearchController,
             NotificationController,
             EscalationStreamController,
             PsaConnectionController,

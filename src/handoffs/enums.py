@@ -51,6 +51,26 @@ class Priority(StrEnum):
     urgent = "urgent"
 
 
+class HandoffState(StrEnum):
+    """Where a handoff is in its life: ``open`` (in the queue) → ``claimed`` → ``resolved``;
+    release puts a claimed one back to ``open``, reassign keeps it ``claimed`` by someone else."""
+
+    open = "open"
+    claimed = "claimed"
+    resolved = "resolved"
+
+
+class Outcome(StrEnum):
+    """How a resolved handoff ended. ``withdrawn`` is set only by its creator's withdraw."""
+
+    fixed = "fixed"
+    workaround = "workaround"
+    not_reproducible = "not_reproducible"
+    duplicate = "duplicate"
+    other = "other"
+    withdrawn = "withdrawn"
+
+
 class AssessmentStatus(StrEnum):
     pending = "pending"
     ready = "ready"
@@ -66,7 +86,34 @@ class OutboxStatus(StrEnum):
 
 
 class NotificationKind(StrEnum):
+    """What a bell entry is about. ``escalation`` is the v1 kind of a new escalation."""
+
     escalation = "escalation"
+    parked = "parked"
+    claimed = "claimed"
+    released = "released"
+    assigned = "assigned"
+    resolved = "resolved"
+    comment = "comment"
+    escalated = "escalated"
+
+
+class TimelineKind(StrEnum):
+    """The kinds of a handoff's timeline (audit trail) entries."""
+
+    created = "created"
+    claimed = "claimed"
+    released = "released"
+    reassigned = "reassigned"
+    resolved = "resolved"
+    withdrawn = "withdrawn"
+    commented = "commented"
+    escalated = "escalated"
+    assessment_ready = "assessment_ready"
+    assessment_failed = "assessment_failed"
+    emails_sent = "emails_sent"
+    psa_synced = "psa_synced"
+    psa_failed = "psa_failed"
 
 
 class PsaVendor(StrEnum):
@@ -101,6 +148,7 @@ class JobTopic(StrEnum):
     enrich_escalation = "enrich_escalation"
     send_escalation_emails = "send_escalation_emails"
     push_to_psa = "push_to_psa"
+    send_resolution_email = "send_resolution_email"
 
 
 #: The outbox topic of rows that are live events to publish, not jobs to run.

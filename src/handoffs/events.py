@@ -147,7 +147,42 @@ class HandoffClaimed(HandoffEvent, tag="handoff_claimed"):
 
 
 class HandoffReleased(HandoffEvent, tag="handoff_released"):
+    """Put back in the queue; the card reappears for everyone."""
+
     released_by: Actor
+    reason: str = ""
+    created_at: str = ""
+    """When the handoff was raised: where the card goes back in the queue."""
+
+
+class HandoffReassigned(HandoffEvent, tag="handoff_reassigned"):
+    """Handed from one claimer to another (it stays out of the queue)."""
+
+    reassigned_by: Actor
+    from_user: Actor | None
+    to_user: Actor
+    note: str = ""
+
+
+class HandoffResolved(HandoffEvent, tag="handoff_resolved"):
+    """Resolved by its claimer or an admin, or withdrawn by its creator (``outcome`` says which)."""
+
+    resolved_by: Actor
+    outcome: str
+    resolution: str
+
+
+class Comment(msgspec.Struct):
+    id: str
+    author: Actor
+    body: str
+    created_at: str
+
+
+class HandoffCommented(HandoffEvent, tag="handoff_commented"):
+    """A comment on the handoff; both screens append it."""
+
+    comment: Comment
 
 
 class HandoffAssessmentReady(HandoffEvent, tag="handoff_assessment_ready"):
@@ -159,7 +194,14 @@ class HandoffAssessmentFailed(HandoffEvent, tag="handoff_assessment_failed"):
 
 
 AnyHandoffEvent = (
-    HandoffCreated | HandoffClaimed | HandoffReleased | HandoffAssessmentReady | HandoffAssessmentFailed
+    HandoffCreated
+    | HandoffClaimed
+    | HandoffReleased
+    | HandoffReassigned
+    | HandoffResolved
+    | HandoffCommented
+    | HandoffAssessmentReady
+    | HandoffAssessmentFailed
 )
 #: The handoff events' names, from the union: the console subscribes to the same (a test checks).
 HANDOFF_EVENT_TYPES: tuple[str, ...] = tuple(
@@ -168,6 +210,9 @@ HANDOFF_EVENT_TYPES: tuple[str, ...] = tuple(
         HandoffCreated,
         HandoffClaimed,
         HandoffReleased,
+        HandoffReassigned,
+        HandoffResolved,
+        HandoffCommented,
         HandoffAssessmentReady,
         HandoffAssessmentFailed,
     )

@@ -125,12 +125,15 @@ async def test_only_the_owner_may_hand_off_a_session(api: Api) -> None:
     assert response.json() == {"detail": "AI session not found"}
 
 
-async def test_after_a_claim_the_session_can_be_handed_off_again(api: Api) -> None:
+async def test_after_resolve_the_session_can_be_handed_off_again(api: Api) -> None:
     session, handoff = await api.escalated("jane")
     assert (await api.call("sam", "POST", claim_path(session, handoff))).status_code == 200
+    resolved = await api.call("sam", "POST", claim_path(session, handoff, "resolve"), json={"resolution": "x"})
+    assert resolved.status_code == 200, resolved.text
     again = await api.hand_off(session["id"], intent="escalate", priority="urgent")
     history = (await api.call("jane", "GET", f"/api/v1/ai-sessions/{session['id']}/handoffs")).json()
     assert [h["id"] for h in history] == [again["id"], handoff["id"]]
+    assert [h["state"] for h in history] == ["open", "resolved"]
 
 
 async def test_claim_sets_claimer_and_moves_the_session_to_them(api: Api) -> None:
@@ -213,7 +216,10 @@ async def test_releasing_an_unclaimed_handoff_gets_409(api: Api) -> None:
     session, handoff = await api.escalated("jane")
     response = await api.call("ada", "POST", claim_path(session, handoff, "release"))
     assert response.status_code == 409
-    assert response.json()["detail"] == "This handoff is not claimed; it is already in the queue."
+    assert response.json()["detail"] == (
+        "Only a claimed handoff can be put back in the queue. It is waiting in the queue."
+    )
+    assert response.json()["state"] == "open"
 
 
 async def test_queue_is_most_urgent_then_oldest_first_with_context(api: Api) -> None:
@@ -237,6 +243,7 @@ async def test_history_lists_a_sessions_handoffs_newest_first(api: Api) -> None:
     session = await api.new_session("jane")
     parked = await api.hand_off(session["id"], intent="park")
     await api.call("sam", "POST", claim_path(session, parked))
+    await api.call("sam", "POST", claim_path(session, parked, "resolve"), json={"resolution": "done"})
     escalated = await api.hand_off(session["id"], intent="escalate")
     response = await api.call("ada", "GET", f"/api/v1/ai-sessions/{session['id']}/handoffs")
     assert response.status_code == 200

@@ -86,9 +86,15 @@ async def test_a_colleague_cannot_see_a_session_before_it_is_handed_off(api: Api
     assert (await api.call("ada", "GET", f"/api/v1/ai-sessions/{session['id']}")).status_code == 200
 
 
-async def test_a_viewer_never_sees_someone_elses_session(api: Api) -> None:
-    session, _ = await api.escalated("jane")
-    assert (await api.call("victor", "GET", f"/api/v1/ai-sessions/{session['id']}")).status_code == 404
+async def test_a_viewer_reads_handed_off_sessions_only(api: Api) -> None:
+    """One visibility rule: the owner, and once handed off everyone of the account, viewers included."""
+    private = await api.new_session("jane")
+    assert (await api.call("victor", "GET", f"/api/v1/ai-sessions/{private['id']}")).status_code == 404
+    assert (await api.call("sam", "GET", f"/api/v1/ai-sessions/{private['id']}")).status_code == 404
+    session, handoff = await api.escalated("jane")
+    assert (await api.call("victor", "GET", f"/api/v1/ai-sessions/{session['id']}")).status_code == 200
+    handoffs = await api.call("victor", "GET", f"/api/v1/ai-sessions/{session['id']}/handoffs")
+    assert [h["id"] for h in handoffs.json()] == [handoff["id"]]
 
 
 async def test_only_owner_or_claimer_may_append_messages(api: Api) -> None:

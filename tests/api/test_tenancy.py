@@ -302,8 +302,9 @@ async def test_queue_shows_no_other_account_data(
     assert "Jane" not in response.text
 
 
-# Gina was notified of G-1 and G-2 and picked G-2 up, which marked that one read.
-@pytest.mark.parametrize(("who", "expected", "unread_expected"), [("gus", 1, 1), ("gina", 2, 1)])
+# Gina was notified of G-1 and G-2 and picked G-2 up, which marked that one read; Gus was
+# notified of G-3 and heard back that Gina picked up his G-2.
+@pytest.mark.parametrize(("who", "expected", "unread_expected"), [("gus", 2, 2), ("gina", 2, 1)])
 async def test_notifications_show_no_other_account_data(
     api: Api, acme: AcmeData, globex: GlobexData, who: str, expected: int, unread_expected: int
 ) -> None:

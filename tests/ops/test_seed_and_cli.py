@@ -115,7 +115,7 @@ def _compile_explain(element: Explain, compiler: Any, **kw: Any) -> str:
 async def test_the_queue_read_the_service_runs_uses_the_partial_queue_index(
     db: AsyncSession, engine: AsyncEngine, api: Api
 ) -> None:
-    from handoffs.domain.handoffs.service import queue_statement
+    from handoffs.domain.handoffs.search import queue_statement
 
     # The planner's choice depends on the data: on a handful of rows any index will do, so
     # give it a queue worth the name (4,000 open handoffs over two accounts) and fresh stats.

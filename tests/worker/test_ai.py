@@ -291,6 +291,8 @@ async def test_two_results_for_one_handoff_in_one_batch_store_one(
             cache_read_tokens=0,
             package=json.dumps({"summary": summary}),
             event_id=uuid7(),
+            timeline_id=uuid7(),
+            timeline_detail=json.dumps({"source": "test"}),
             account_id=outbox.account_id,
             event=json.dumps(
                 event_payload(

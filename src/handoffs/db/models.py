@@ -21,21 +21,24 @@ from sqlalchemy import (
     TypeDecorator,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from handoffs.enums import (
     AssessmentStatus,
     DeliveryStatus,
     HandoffIntent,
+    HandoffState,
     MessageRole,
     NotificationKind,
     OutboxStatus,
+    Outcome,
     Priority,
     PsaSyncStatus,
     PsaVendor,
     Role,
     SessionStatus,
+    TimelineKind,
 )
 
 
@@ -129,30 +132,49 @@ class SessionMessage(UUIDv7AuditBase):
 PRIORITY_RANK_SQL = "CASE priority WHEN 'urgent' THEN 3 WHEN 'high' THEN 2 WHEN 'normal' THEN 1 ELSE 0 END"
 
 
+#: What full-text search reads of a handoff: the problem (weight A), the junior's notes (B)
+#: and the resolution (C). A stored generated column, so the GIN index serves ``@@`` directly.
+SEARCH_VECTOR_SQL = (
+    "setweight(to_tsvector('english', coalesce(session_snapshot->>'title', '') || ' ' || "
+    "coalesce(session_snapshot->>'problem_summary', '')), 'A') || "
+    "setweight(to_tsvector('english', coalesce(engineer_notes, '')), 'B') || "
+    "setweight(to_tsvector('english', coalesce(resolution, '')), 'C')"
+)
+
+
 class SessionHandoff(UUIDv7AuditBase):
-    """One park or escalation of a session. Open while ``claimed_by`` is null."""
+    """One park or escalation of a session: ``open`` → ``claimed`` → ``resolved`` (``state``).
+
+    ``version`` counts state changes. A transition is decided on the row as read and written
+    by one UPDATE conditioned on that version, so of two concurrent transitions (on any
+    replicas) exactly one applies; the other finds the version moved and answers 409.
+    """
 
     __tablename__ = "session_handoffs"
     __table_args__ = (
         # The team queue: open handoffs of one account, most urgent, then oldest, then id, which
-        # is the queue's whole ORDER BY, so the scan stops at its LIMIT (migration 0003).
+        # is the queue's whole ORDER BY, so the scan stops at its LIMIT (migrations 0003, 0004).
         Index(
             "ix_handoffs_queue",
             "account_id",
             text("priority_rank DESC"),
             "created_at",
             "id",
-            postgresql_where=text("claimed_by IS NULL"),
+            postgresql_where=text("state = 'open'"),
         ),
-        # At most one open handoff per session, enforced by the database so
-        # two racing hand-offs cannot both succeed.
+        # At most one unresolved (open or claimed) handoff per session, enforced by the
+        # database so two racing hand-offs cannot both succeed, and a claimed session cannot
+        # be handed off again behind its claimer's back.
         Index(
-            "uq_handoffs_one_open_per_session",
+            "uq_handoffs_one_unresolved_per_session",
             "session_id",
             unique=True,
-            postgresql_where=text("claimed_by IS NULL"),
+            postgresql_where=text("state <> 'resolved'"),
         ),
         Index("ix_handoffs_session_created", "session_id", "created_at"),
+        # Finding handoffs: the account's newest first (the list's order and cursor).
+        Index("ix_handoffs_account_created", "account_id", text("created_at DESC"), text("id DESC")),
+        Index("ix_handoffs_search", "search_vector", postgresql_using="gin"),
     )
     account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     session_id: Mapped[UUID] = mapped_column(ForeignKey("ai_sessions.id", ondelete="CASCADE"))
@@ -165,6 +187,19 @@ class SessionHandoff(UUIDv7AuditBase):
     claimed_by: Mapped[UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
     released_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    state: Mapped[HandoffState] = mapped_column(
+        StrEnumType(HandoffState), default=HandoffState.open, server_default="open"
+    )
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    first_claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    resolved_by: Mapped[UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    resolution: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[Outcome | None] = mapped_column(StrEnumType(Outcome))
+    escalation_level: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
+    search_vector: Mapped[Any] = mapped_column(
+        TSVECTOR, Computed(SEARCH_VECTOR_SQL, persisted=True), deferred=True
+    )
     session_snapshot: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     ai_assessment: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     assessment_status: Mapped[AssessmentStatus] = mapped_column(
@@ -180,6 +215,29 @@ class SessionHandoff(UUIDv7AuditBase):
     )
     psa_sync_error: Mapped[str | None] = mapped_column(Text)
     psa_synced_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class TimelineEntry(UUIDv7AuditBase):
+    """One line of a handoff's audit trail, written in the transaction of the change it records."""
+
+    __tablename__ = "handoff_timeline"
+    __table_args__ = (Index("ix_handoff_timeline_handoff_created", "handoff_id", "created_at", "id"),)
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    handoff_id: Mapped[UUID] = mapped_column(ForeignKey("session_handoffs.id", ondelete="CASCADE"))
+    kind: Mapped[TimelineKind] = mapped_column(StrEnumType(TimelineKind))
+    actor_id: Mapped[UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class HandoffComment(UUIDv7AuditBase):
+    """A message on a handoff between its creator, its claimer and the account's readers."""
+
+    __tablename__ = "handoff_comments"
+    __table_args__ = (Index("ix_handoff_comments_handoff_created", "handoff_id", "created_at", "id"),)
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    handoff_id: Mapped[UUID] = mapped_column(ForeignKey("session_handoffs.id", ondelete="CASCADE"))
+    author_id: Mapped[UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    body: Mapped[str] = mapped_column(Text)
 
 
 class Notification(UUIDv7AuditBase):
@@ -222,15 +280,19 @@ class OutboxMessage(UUIDv7AuditBase):
 
 
 class EmailDelivery(UUIDv7AuditBase):
-    """One escalation email to one recipient. The unique key makes a retried job mail once."""
+    """One email about a handoff to one recipient. The unique key (handoff, recipient, kind)
+    makes a retried job mail once; ``kind`` is ``escalation`` or ``resolved``."""
 
     __tablename__ = "email_deliveries"
     __table_args__ = (
-        Index("uq_email_deliveries_handoff_recipient", "handoff_id", "recipient_id", unique=True),
+        Index(
+            "uq_email_deliveries_handoff_recipient_kind", "handoff_id", "recipient_id", "kind", unique=True
+        ),
     )
     account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     handoff_id: Mapped[UUID] = mapped_column(ForeignKey("session_handoffs.id", ondelete="CASCADE"))
     recipient_id: Mapped[UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32), default="escalation", server_default="escalation")
     email: Mapped[str] = mapped_column(String(320))
     status: Mapped[DeliveryStatus] = mapped_column(
         StrEnumType(DeliveryStatus), default=DeliveryStatus.pending
@@ -239,6 +301,17 @@ class EmailDelivery(UUIDv7AuditBase):
     last_error: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(255))
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class PsaSyncStep(UUIDv7AuditBase):
+    """One PSA call done for a handoff (``escalation_note``, ``escalation_status``,
+    ``resolution_note``, ``resolution_status``): a retried push skips the steps it finds here."""
+
+    __tablename__ = "psa_sync_steps"
+    __table_args__ = (Index("uq_psa_sync_steps_handoff_step", "handoff_id", "step", unique=True),)
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    handoff_id: Mapped[UUID] = mapped_column(ForeignKey("session_handoffs.id", ondelete="CASCADE"))
+    step: Mapped[str] = mapped_column(String(40))
 
 
 class PsaConnection(UUIDv7AuditBase):

@@ -1,6 +1,7 @@
-"""Job: escalation emails, one per recipient, never twice.
+"""Jobs: the emails of a handoff (the escalation to the seniors, the resolution to the junior),
+one per recipient and kind, never twice.
 
-A delivery row per (handoff, recipient), unique, is claimed with a
+A delivery row per (handoff, recipient, kind), unique, is claimed with a
 conditional UPDATE before sending and marked sent after; a retried or
 duplicated job finds it sent and skips it. The one window left is a crash
 between the SMTP server accepting the mail and the row being marked sent:
@@ -26,7 +27,9 @@ from sqlalchemy.dialects.postgresql import insert
 from handoffs import metrics
 from handoffs.config import Settings
 from handoffs.db.models import AISession, EmailDelivery, Notification, SessionHandoff, User
-from handoffs.enums import DeliveryStatus
+from handoffs.domain.handoffs.timeline import record
+from handoffs.domain.notifications.titles import snippet
+from handoffs.enums import DeliveryStatus, NotificationKind, TimelineKind
 from handoffs.jobs.context import JobContext
 from handoffs.jobs.runner import OutboxJob, PermanentError, TransientError, run_outbox_job
 
@@ -68,11 +71,30 @@ class SmtpTarget:
         )
 
 
+#: The kinds of mail, as ``email_deliveries.kind`` records them.
+ESCALATION = "escalation"
+RESOLVED = "resolved"
+
+
 async def send_escalation_emails(ctx: dict[str, Any], outbox_id: str) -> str:
-    return await run_outbox_job(ctx, outbox_id, _send_all, _give_up)
+    """Tell the seniors (or the target) about a new escalation."""
+    return await run_outbox_job(ctx, outbox_id, _send_escalation, _give_up)
 
 
-async def _send_all(jc: JobContext, row: OutboxJob, attempt: int, _loaded: object) -> str:
+async def send_resolution_email(ctx: dict[str, Any], outbox_id: str) -> str:
+    """Tell the junior who raised a handoff how it was resolved."""
+    return await run_outbox_job(ctx, outbox_id, _send_resolution, _give_up)
+
+
+async def _send_escalation(jc: JobContext, row: OutboxJob, attempt: int, _loaded: object) -> str:
+    return await _send_all(jc, row, ESCALATION)
+
+
+async def _send_resolution(jc: JobContext, row: OutboxJob, attempt: int, _loaded: object) -> str:
+    return await _send_all(jc, row, RESOLVED)
+
+
+async def _send_all(jc: JobContext, row: OutboxJob, kind: str) -> str:
     handoff_id = UUID(row.payload["handoff_id"])
     recipient_ids = [UUID(r) for r in row.payload.get("recipient_ids", [])]
     async with jc.sessionmaker() as db:
@@ -94,10 +116,25 @@ async def _send_all(jc: JobContext, row: OutboxJob, attempt: int, _loaded: objec
                 )
             )
         ).all()
-        title = (
-            await db.scalar(select(Notification.title).where(Notification.handoff_id == handoff_id).limit(1))
-            or f"Escalation from {creator_name}"
+        resolver_name = (
+            await db.scalar(select(User.name).where(User.id == handoff.resolved_by))
+            if handoff.resolved_by
+            else None
         )
+        if kind == ESCALATION:
+            title = (
+                await db.scalar(
+                    select(Notification.title)
+                    .where(
+                        Notification.handoff_id == handoff_id,
+                        Notification.kind == NotificationKind.escalation,
+                    )
+                    .limit(1)
+                )
+                or f"Escalation from {creator_name}"
+            )
+        else:
+            title = f"Resolved by {resolver_name or 'a colleague'}: {snippet(session.problem_summary) or session.title}"
         initial = DeliveryStatus.pending if jc.settings.smtp_url else DeliveryStatus.skipped
         if recipients:
             await db.execute(
@@ -105,12 +142,12 @@ async def _send_all(jc: JobContext, row: OutboxJob, attempt: int, _loaded: objec
                 .values(
                     [
                         {"account_id": row.account_id, "handoff_id": handoff_id, "recipient_id": u.id,
-                         "email": u.email, "status": initial,
+                         "kind": kind, "email": u.email, "status": initial,
                          "last_error": None if jc.settings.smtp_url else "SMTP_URL is not configured"}
                         for u in recipients
                     ]
                 )
-                .on_conflict_do_nothing(index_elements=["handoff_id", "recipient_id"])
+                .on_conflict_do_nothing(index_elements=["handoff_id", "recipient_id", "kind"])
             )  # fmt: skip
             await db.commit()
     if not jc.settings.smtp_url:
@@ -122,9 +159,12 @@ async def _send_all(jc: JobContext, row: OutboxJob, attempt: int, _loaded: objec
     smtp: aiosmtplib.SMTP | None = None  # one connection for all of the job's mails, opened on need
     try:
         for user in recipients:
-            if not await _claim(jc, handoff_id, user.id):
+            if not await _claim(jc, handoff_id, user.id, kind):
                 continue  # already sent, skipped, or being sent by another run
-            message = _message(jc.settings, title, handoff, session, user, creator_name)
+            if kind == ESCALATION:
+                message = _message(jc.settings, title, handoff, session, user, creator_name)
+            else:
+                message = _resolution_message(jc.settings, title, handoff, session, user, resolver_name)
             try:
                 if smtp is None or not smtp.is_connected:  # first mail, or the server hung up
                     smtp = target.client()
@@ -133,9 +173,12 @@ async def _send_all(jc: JobContext, row: OutboxJob, attempt: int, _loaded: objec
             except (aiosmtplib.SMTPException, OSError) as exc:
                 failures.append(f"{user.email}: {exc}")
                 metrics.EMAILS.labels("failed").inc()
-                await _mark(jc, handoff_id, user.id, DeliveryStatus.failed, error=str(exc))
+                await _mark(jc, handoff_id, user.id, kind, DeliveryStatus.failed, error=str(exc))
                 continue
-            await _mark(jc, handoff_id, user.id, DeliveryStatus.sent, message_id=str(message["Message-ID"]))
+            await _mark(
+                jc, handoff_id, user.id, kind, DeliveryStatus.sent, message_id=str(message["Message-ID"]),
+                timeline=TimelineKind.emails_sent if sent == 0 else None,
+            )  # fmt: skip
             metrics.EMAILS.labels("sent").inc()
             sent += 1
     finally:
@@ -149,7 +192,7 @@ async def _send_all(jc: JobContext, row: OutboxJob, attempt: int, _loaded: objec
     return f"sent {sent} emails"
 
 
-async def _claim(jc: JobContext, handoff_id: UUID, recipient_id: UUID) -> bool:
+async def _claim(jc: JobContext, handoff_id: UUID, recipient_id: UUID, kind: str) -> bool:
     now = datetime.now(UTC)
     async with jc.sessionmaker() as db:
         claimed = await db.scalar(
@@ -157,6 +200,7 @@ async def _claim(jc: JobContext, handoff_id: UUID, recipient_id: UUID) -> bool:
             .where(
                 EmailDelivery.handoff_id == handoff_id,
                 EmailDelivery.recipient_id == recipient_id,
+                EmailDelivery.kind == kind,
                 or_(
                     EmailDelivery.status.in_([DeliveryStatus.pending, DeliveryStatus.failed]),
                     (EmailDelivery.status == DeliveryStatus.sending)
@@ -174,21 +218,34 @@ async def _mark(
     jc: JobContext,
     handoff_id: UUID,
     recipient_id: UUID,
+    kind: str,
     status: DeliveryStatus,
     *,
     error: str | None = None,
     message_id: str | None = None,
+    timeline: TimelineKind | None = None,
 ) -> None:
+    """Record a delivery's outcome; the first mail a run sends also writes the timeline's entry."""
     now = datetime.now(UTC)
     values: dict[str, Any] = {"status": status, "updated_at": now, "last_error": error}
     if status == DeliveryStatus.sent:
         values.update(sent_at=now, message_id=message_id)
     async with jc.sessionmaker() as db:
-        await db.execute(
+        account_id = await db.scalar(
             update(EmailDelivery)
-            .where(EmailDelivery.handoff_id == handoff_id, EmailDelivery.recipient_id == recipient_id)
+            .where(
+                EmailDelivery.handoff_id == handoff_id,
+                EmailDelivery.recipient_id == recipient_id,
+                EmailDelivery.kind == kind,
+            )
             .values(**values)
+            .returning(EmailDelivery.account_id)
         )
+        if timeline is not None and account_id is not None:
+            await record(
+                db, account_id=account_id, handoff_id=handoff_id, kind=timeline, actor_id=None,
+                detail={"kind": kind}, at=now,
+            )  # fmt: skip
         await db.commit()
 
 
@@ -220,6 +277,39 @@ def _message(
                 f"Pick it up: {handoff_link(settings, handoff)}",
                 "",
                 "The AI assessment will be on the handoff page within moments.",
+            ]
+        )
+    )
+    return message
+
+
+def _resolution_message(
+    settings: Settings,
+    title: str,
+    handoff: SessionHandoff,
+    session: AISession,
+    user: User,
+    resolver_name: str | None,
+) -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = title
+    message["From"] = settings.smtp_from
+    message["To"] = user.email
+    message["Message-ID"] = f"<handoff-{handoff.id}-{user.id}-resolved@handoffs>"
+    outcome = (handoff.outcome.value if handoff.outcome else "fixed").replace("_", " ")
+    message.set_content(
+        "\n".join(
+            [
+                f"Hi {user.first_name},",
+                "",
+                f"{resolver_name or 'A colleague'} resolved the session you handed off ({outcome}).",
+                "",
+                f"Problem: {session.problem_summary or '(no summary)'}",
+                "",
+                "Resolution:",
+                handoff.resolution or "(none written)",
+                "",
+                f"The handoff, its comments and timeline: {handoff_link(settings, handoff)}",
             ]
         )
     )

@@ -17,7 +17,8 @@ from uuid_utils.compat import uuid7
 
 from handoffs import metrics
 from handoffs.db.models import OutboxMessage, SessionHandoff, User
-from handoffs.enums import EVENT_TOPIC, AssessmentStatus
+from handoffs.domain.handoffs.timeline import record
+from handoffs.enums import EVENT_TOPIC, AssessmentStatus, TimelineKind
 from handoffs.events import HandoffAssessmentFailed, HandoffAssessmentReady, event_payload
 from handoffs.integrations.ai import AssessmentInput, InvalidModelOutput
 from handoffs.jobs.context import JobContext
@@ -100,6 +101,8 @@ async def _enrich(
             cache_read_tokens=result.cache_read_tokens,
             package=json.dumps(result.package_json()),
             event_id=event_id,
+            timeline_id=uuid7(),
+            timeline_detail=json.dumps({"source": result.source, "model": result.model}),
             account_id=row.account_id,
             event=json.dumps(
                 event_payload(
@@ -140,6 +143,8 @@ class _Stored:
     cache_read_tokens: int
     package: str
     event_id: UUID
+    timeline_id: UUID
+    timeline_detail: str
     account_id: UUID
     event: str
     outbox_id: UUID
@@ -150,18 +155,20 @@ class _Stored:
 #: (their results come as arrays): each result on its handoff (only while
 #: still pending, so two racing runs store one), the package on the session
 #: (the newest handoff's, should one batch hold two of a session), a
-#: ``handoff_assessment_ready`` event in the outbox per stored result, and
-#: every job's own outbox row marked done, in one round trip.
+#: ``handoff_assessment_ready`` event in the outbox and an ``assessment_ready``
+#: timeline entry per stored result, and every job's own outbox row marked
+#: done, in one round trip.
 _STORE = text(
     """
 WITH input AS (
     SELECT * FROM unnest(
         CAST(:handoff_id AS uuid[]), CAST(:assessment AS text[]), CAST(:model AS text[]),
         CAST(:input_tokens AS int[]), CAST(:output_tokens AS int[]), CAST(:cache_read_tokens AS int[]),
-        CAST(:package AS text[]), CAST(:event_id AS uuid[]), CAST(:account_id AS uuid[]),
+        CAST(:package AS text[]), CAST(:event_id AS uuid[]), CAST(:timeline_id AS uuid[]),
+        CAST(:timeline_detail AS text[]), CAST(:account_id AS uuid[]),
         CAST(:event AS text[]), CAST(:outbox_id AS uuid[]), CAST(:attempt AS int[])
     ) AS i(handoff_id, assessment, model, input_tokens, output_tokens, cache_read_tokens,
-           package, event_id, account_id, event, outbox_id, attempt)
+           package, event_id, timeline_id, timeline_detail, account_id, event, outbox_id, attempt)
 ), stored AS (
     UPDATE session_handoffs h
     SET ai_assessment = CAST(i.assessment AS jsonb), assessment_status = 'ready', assessment_error = NULL,
@@ -170,7 +177,8 @@ WITH input AS (
         ai_cache_read_tokens = h.ai_cache_read_tokens + i.cache_read_tokens, updated_at = :now
     FROM input i
     WHERE h.id = i.handoff_id AND h.assessment_status = 'pending'
-    RETURNING h.id AS handoff_id, h.session_id, i.package, i.event_id, i.account_id, i.event
+    RETURNING h.id AS handoff_id, h.session_id, i.package, i.event_id, i.account_id, i.event,
+        i.timeline_id, i.timeline_detail
 ), packaged AS (
     UPDATE ai_sessions s SET escalation_package = CAST(p.package AS jsonb), updated_at = :now
     FROM (
@@ -180,6 +188,10 @@ WITH input AS (
 ), announced AS (
     INSERT INTO outbox (id, account_id, topic, payload, status, attempts, created_at, updated_at)
     SELECT event_id, account_id, :event_topic, CAST(event AS jsonb), 'pending', 0, :now, :now FROM stored
+), recorded AS (
+    INSERT INTO handoff_timeline (id, account_id, handoff_id, kind, actor_id, detail, created_at, updated_at)
+    SELECT timeline_id, account_id, handoff_id, 'assessment_ready', NULL, CAST(timeline_detail AS jsonb), :now, :now
+    FROM stored
 ), finished AS (
     UPDATE outbox o SET status = 'done', attempts = i.attempt, completed_at = :now, updated_at = :now
     FROM input i
@@ -220,6 +232,10 @@ async def _give_up(jc: JobContext, row: OutboxJob, reason: str) -> None:
         )
         if session_id is not None:
             metrics.ASSESSMENTS.labels("failed").inc()
+            await record(
+                db, account_id=row.account_id, handoff_id=handoff_id, kind=TimelineKind.assessment_failed,
+                actor_id=None, detail={"reason": reason[:500]},
+            )  # fmt: skip
             outbox.add(
                 row.account_id,
                 EVENT_TOPIC,

@@ -1,24 +1,41 @@
-"""Job: write the escalation back to the account's PSA ticket."""
+"""Job: write a handoff back to the account's PSA ticket, one step at a time.
+
+An outbox row's ``phase`` says which: ``escalation`` (the documentation as a
+note, then the escalated status) or ``resolution`` (the resolution, then the
+resolved status). Each vendor call done is recorded in ``psa_sync_steps``
+(unique per handoff and step) before the next is made, so a retry after a
+failed status change skips the note it already posted: once per step, however
+often the job runs. The window left is a crash between the vendor accepting a
+call and the step being recorded (at-least-once there, as with email).
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
 
 from handoffs import metrics
-from handoffs.db.models import PsaConnection, SessionHandoff, User
-from handoffs.enums import PsaSyncStatus
+from handoffs.db.models import PsaConnection, PsaSyncStep, SessionHandoff, User
+from handoffs.domain.handoffs.timeline import record
+from handoffs.enums import PsaSyncStatus, TimelineKind
 from handoffs.integrations.ai import AssessmentInput, documentation_markdown
 from handoffs.integrations.psa import PsaError, adapter_for
 from handoffs.jobs.context import JobContext
 from handoffs.jobs.runner import OutboxJob, PermanentError, TransientError, run_outbox_job
 
+Phase = Literal["escalation", "resolution"]
+
 
 async def push_to_psa(ctx: dict[str, Any], outbox_id: str) -> str:
     return await run_outbox_job(ctx, outbox_id, _push, _give_up)
+
+
+def _phase(row: OutboxJob) -> Phase:
+    return "resolution" if row.payload.get("phase") == "resolution" else "escalation"
 
 
 def note_for(handoff: SessionHandoff, creator_name: str) -> str:
@@ -33,8 +50,17 @@ def note_for(handoff: SessionHandoff, creator_name: str) -> str:
     )
 
 
+def resolution_note_for(handoff: SessionHandoff, resolver_name: str | None) -> str:
+    """``Resolved by Ada Admin (workaround) in handoffs:`` and the resolution as written."""
+    outcome = (handoff.outcome.value if handoff.outcome else "fixed").replace("_", " ")
+    return (
+        f"Resolved by {resolver_name or 'a colleague'} ({outcome}) in handoffs:\n\n{handoff.resolution or ''}"
+    )
+
+
 async def _push(jc: JobContext, row: OutboxJob, attempt: int, _loaded: object) -> str:
     handoff_id = UUID(row.payload["handoff_id"])
+    phase = _phase(row)
     async with jc.sessionmaker() as db:
         found = (
             await db.execute(
@@ -46,8 +72,6 @@ async def _push(jc: JobContext, row: OutboxJob, attempt: int, _loaded: object) -
         if found is None:
             return "handoff is gone"
         handoff, creator_name = found
-        if handoff.psa_sync_status == PsaSyncStatus.synced:
-            return "already synced"
         connection = await db.scalar(select(PsaConnection).where(PsaConnection.account_id == row.account_id))
         ticket_id = handoff.session_snapshot.get("psa_ticket_id")
         adapter = adapter_for(connection, jc.http)
@@ -55,33 +79,70 @@ async def _push(jc: JobContext, row: OutboxJob, attempt: int, _loaded: object) -
             await _set(jc, handoff_id, PsaSyncStatus.not_applicable, None)
             metrics.PSA_PUSHES.labels(adapter.vendor if adapter else "none", "not_applicable").inc()
             return "no PSA configured for this account"
-        note = note_for(handoff, creator_name)
+        if phase == "resolution":
+            resolver = await db.scalar(select(User.name).where(User.id == handoff.resolved_by))
+            text = resolution_note_for(handoff, resolver)
+        else:
+            text = note_for(handoff, creator_name)
+        done = set(await db.scalars(select(PsaSyncStep.step).where(PsaSyncStep.handoff_id == handoff_id)))
+    steps = [(name, call) for name, call in adapter.steps(phase, str(ticket_id), text) if name not in done]
+    if not steps:
+        return f"{phase}: already pushed to {adapter.vendor} ticket {ticket_id}"
     await _set(jc, handoff_id, PsaSyncStatus.pending, None)
-    try:
-        await adapter.push(str(ticket_id), note)
-    except PsaError as exc:
-        metrics.PSA_PUSHES.labels(adapter.vendor, "error").inc()
-        await _set(jc, handoff_id, PsaSyncStatus.pending, str(exc))
-        if exc.transient:
-            raise TransientError(str(exc)) from exc
-        raise PermanentError(str(exc)) from exc
-    await _set(jc, handoff_id, PsaSyncStatus.synced, None)
+    for name, call in steps:
+        try:
+            await call()
+        except PsaError as exc:
+            metrics.PSA_PUSHES.labels(adapter.vendor, "error").inc()
+            await _set(jc, handoff_id, PsaSyncStatus.pending, str(exc))
+            if exc.transient:
+                raise TransientError(str(exc)) from exc
+            raise PermanentError(str(exc)) from exc
+        await _step_done(jc, row.account_id, handoff_id, name)
+    await _set(
+        jc, handoff_id, PsaSyncStatus.synced, None,
+        timeline=(row.account_id, TimelineKind.psa_synced,
+                  {"phase": phase, "vendor": adapter.vendor, "ticket": str(ticket_id)}),
+    )  # fmt: skip
     metrics.PSA_PUSHES.labels(adapter.vendor, "synced").inc()
-    return f"pushed to {adapter.vendor} ticket {ticket_id}"
+    return f"{phase}: pushed to {adapter.vendor} ticket {ticket_id}"
 
 
-async def _set(jc: JobContext, handoff_id: UUID, status: PsaSyncStatus, error: str | None) -> None:
-    values: dict[str, Any] = {
-        "psa_sync_status": status,
-        "psa_sync_error": error,
-        "updated_at": datetime.now(UTC),
-    }
+async def _step_done(jc: JobContext, account_id: UUID, handoff_id: UUID, step: str) -> None:
+    now = datetime.now(UTC)
+    async with jc.sessionmaker() as db:
+        await db.execute(
+            insert(PsaSyncStep)
+            .values(account_id=account_id, handoff_id=handoff_id, step=step, created_at=now, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["handoff_id", "step"])
+        )
+        await db.commit()
+
+
+async def _set(
+    jc: JobContext,
+    handoff_id: UUID,
+    status: PsaSyncStatus,
+    error: str | None,
+    *,
+    timeline: tuple[UUID, TimelineKind, dict[str, Any]] | None = None,
+) -> None:
+    """Record the handoff's PSA status; with ``timeline``, its timeline entry in the same transaction."""
+    now = datetime.now(UTC)
+    values: dict[str, Any] = {"psa_sync_status": status, "psa_sync_error": error, "updated_at": now}
     if status == PsaSyncStatus.synced:
-        values["psa_synced_at"] = datetime.now(UTC)
+        values["psa_synced_at"] = now
     async with jc.sessionmaker() as db:
         await db.execute(update(SessionHandoff).where(SessionHandoff.id == handoff_id).values(**values))
+        if timeline is not None:
+            account_id, kind, detail = timeline
+            await record(db, account_id=account_id, handoff_id=handoff_id, kind=kind, actor_id=None,
+                         detail=detail, at=now)  # fmt: skip
         await db.commit()
 
 
 async def _give_up(jc: JobContext, row: OutboxJob, reason: str) -> None:
-    await _set(jc, UUID(row.payload["handoff_id"]), PsaSyncStatus.failed, reason)
+    await _set(
+        jc, UUID(row.payload["handoff_id"]), PsaSyncStatus.failed, reason,
+        timeline=(row.account_id, TimelineKind.psa_failed, {"phase": _phase(row), "reason": reason[:500]}),
+    )  # fmt: skip

@@ -15,7 +15,7 @@ from handoffs.config import Settings
 from handoffs.enums import JobTopic
 from handoffs.integrations.ai import AnthropicAssessor, Assessor, OfflineAssessor
 from handoffs.jobs.context import CTX_KEY, JobContext, job_context
-from handoffs.jobs.email import send_escalation_emails
+from handoffs.jobs.email import send_escalation_emails, send_resolution_email
 from handoffs.jobs.enrichment import enrich_escalation
 from handoffs.jobs.psa import push_to_psa
 from handoffs.jobs.queue import redis_settings
@@ -23,7 +23,7 @@ from handoffs.runtime import open_runtime
 
 log = logging.getLogger(__name__)
 
-FUNCTIONS = [enrich_escalation, send_escalation_emails, push_to_psa]
+FUNCTIONS = [enrich_escalation, send_escalation_emails, push_to_psa, send_resolution_email]
 # arq runs a job by its function's name, and the outbox names jobs by JobTopic: one list.
 if sorted(f.__name__ for f in FUNCTIONS) != sorted(JobTopic):
     raise RuntimeError(

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.db.models import Account, SessionHandoff, User
 from handoffs.domain.accounts.service import UserService
+from handoffs.domain.handoffs.search import read_queue
 from handoffs.domain.handoffs.service import HandoffService
 from handoffs.domain.notifications.service import NotificationService
 from handoffs.domain.sessions.service import SessionService
@@ -92,7 +93,7 @@ class ConsoleViews:
 
     async def console(self) -> dict[str, Any]:
         context = await self.chrome("console")
-        queue = await self.handoffs.queue(self.user) if self.is_senior else []
+        queue = await read_queue(self.db, self.user) if self.is_senior else []
         context["queue"] = queue
         context["page_data"]["queue"] = msgspec.to_builtins(queue)
         context["page_data"]["people"] = await self._people_json()

@@ -24,6 +24,7 @@ from handoffs.enums import (
     EVENT_TOPIC,
     AssessmentStatus,
     HandoffIntent,
+    HandoffState,
     JobTopic,
     NotificationKind,
     Priority,
@@ -64,11 +65,20 @@ class HandOffDraft:
     notification_kind: NotificationKind
     title: str
     body: str
+    timeline_id: UUID
+    timeline_detail: dict[str, Any]
     outbox: tuple[OutboxDraft, ...]
     # What a new handoff has not had yet (the response reads them like a row's columns).
+    state: HandoffState = HandoffState.open
     claimed_by: None = None
     claimed_at: None = None
+    first_claimed_at: None = None
     released_at: None = None
+    resolved_by: None = None
+    resolved_at: None = None
+    resolution: None = None
+    outcome: None = None
+    escalation_level: int = 0
     ai_assessment: None = None
     assessment_error: None = None
     psa_sync_status: PsaSyncStatus = PsaSyncStatus.not_applicable
@@ -90,8 +100,15 @@ def plan_hand_off(
     escalate = data.intent == HandoffIntent.escalate
     handoff_id = uuid7()
     title = escalation_title(user.first_name, session.psa_ticket_id, session.problem_summary)
-    # An escalation tells its target, or else every senior of the account; a park tells nobody.
-    recipients: list[UUID] = ([target.id] if target else list(seniors or [])) if escalate else []
+    parked_title = (
+        f"Parked by {user.first_name}: {snippet(session.problem_summary) or '(no problem summary)'}"
+    )
+    # An escalation tells its target, or else every senior of the account; a park tells its
+    # target only (a bell entry, no email), or nobody.
+    if escalate:
+        recipients: list[UUID] = [target.id] if target else list(seniors or [])
+    else:
+        recipients = [target.id] if target else []
     notes = data.engineer_notes.strip()
     ids = {"handoff_id": str(handoff_id), "session_id": str(session.id)}
     outbox: list[OutboxDraft] = []
@@ -106,7 +123,7 @@ def plan_hand_off(
         handoff_id=str(handoff_id),
         session_id=str(session.id),
         account_id=str(user.account_id),
-        title=title if escalate else f"Parked by {user.first_name}: {snippet(session.problem_summary)}",
+        title=title if escalate else parked_title,
         intent=data.intent.value,
         priority=data.priority.value,
         problem_summary=session.problem_summary,
@@ -138,8 +155,15 @@ def plan_hand_off(
         session_status=SessionStatus.escalated if escalate else SessionStatus.parked,
         recipient_ids=tuple(recipients),
         notification_ids=tuple(uuid7() for _ in recipients),
-        notification_kind=NotificationKind.escalation,
-        title=title,
+        notification_kind=NotificationKind.escalation if escalate else NotificationKind.parked,
+        title=title if escalate else parked_title,
         body=snippet(notes, 280),
+        timeline_id=uuid7(),
+        timeline_detail={
+            "intent": data.intent.value,
+            "priority": data.priority.value,
+            "target_user_id": str(target.id) if target else None,
+            "notified": len(recipients),
+        },
         outbox=tuple(outbox),
     )

@@ -1,18 +1,23 @@
-"""Request and response bodies of park, escalate, claim, release and the queue."""
+"""Request and response bodies of the handoff's life: hand-off, claim, release, reassign,
+resolve, withdraw, comments, timeline, the queue and the search."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 from uuid import UUID
 
 import msgspec
 
 from handoffs.db.models import SessionHandoff
 from handoffs.domain.rows import FromRow
-from handoffs.enums import AssessmentStatus, HandoffIntent, Priority, PsaSyncStatus
+from handoffs.enums import AssessmentStatus, HandoffIntent, HandoffState, Outcome, Priority, PsaSyncStatus
 
 MAX_NOTES = 10_000
+MAX_TEXT = 10_000
+#: A resolution, a comment: at least one character that is not blank (checked after strip too).
+RequiredText = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT)]
+OptionalText = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
 
 
 class HandoffCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -20,6 +25,29 @@ class HandoffCreate(msgspec.Struct, forbid_unknown_fields=True):
     engineer_notes: Annotated[str, msgspec.Meta(max_length=MAX_NOTES)] = ""
     priority: Priority = Priority.normal
     target_user_id: UUID | None = None
+
+
+class ReleaseBody(msgspec.Struct, forbid_unknown_fields=True):
+    reason: OptionalText = ""
+
+
+class ResolveBody(msgspec.Struct, forbid_unknown_fields=True):
+    resolution: RequiredText
+    # ``withdrawn`` is not offered: only the creator's withdraw sets it.
+    outcome: Literal["fixed", "workaround", "not_reproducible", "duplicate", "other"] = "fixed"
+
+
+class ReassignBody(msgspec.Struct, forbid_unknown_fields=True):
+    to_user_id: UUID
+    note: OptionalText = ""
+
+
+class WithdrawBody(msgspec.Struct, forbid_unknown_fields=True):
+    reason: OptionalText = ""
+
+
+class CommentCreate(msgspec.Struct, forbid_unknown_fields=True):
+    body: RequiredText
 
 
 class AIUsage(msgspec.Struct):
@@ -42,6 +70,13 @@ class HandoffOut(FromRow):
     claimed_by: UUID | None
     claimed_at: datetime | None
     released_at: datetime | None
+    state: HandoffState
+    first_claimed_at: datetime | None
+    resolved_by: UUID | None
+    resolved_at: datetime | None
+    resolution: str | None
+    outcome: Outcome | None
+    escalation_level: int
     ai_assessment: dict[str, Any] | None
     assessment_status: AssessmentStatus
     assessment_error: str | None
@@ -49,11 +84,14 @@ class HandoffOut(FromRow):
     psa_sync_error: str | None
     ai_usage: AIUsage | None = None
     """Not a column: filled from the ai_* columns once a model has answered."""
+    time_to_claim_seconds: float | None = None
+    """Not a column: the first claim minus the creation; null while never claimed."""
 
     @classmethod
     def of(cls, row: object) -> Self:
         out = super().of(row)
         h: SessionHandoff = row  # type: ignore[assignment]
+        out.time_to_claim_seconds = seconds_between(h.created_at, h.first_claimed_at)
         if h.ai_model:
             out.ai_usage = AIUsage(
                 model=h.ai_model,
@@ -64,9 +102,37 @@ class HandoffOut(FromRow):
         return out
 
 
+def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round(max(0.0, (end - start).total_seconds()), 3)
+
+
 class Person(msgspec.Struct):
     id: UUID
     name: str
+
+
+class StateConflict(msgspec.Struct):
+    """A 409 of a transition: what the handoff is now, so the client can show it."""
+
+    detail: str
+    state: HandoffState
+    claimed_by: Person | None = None
+
+
+class CommentOut(msgspec.Struct):
+    id: UUID
+    author: Person
+    body: str
+    created_at: datetime
+
+
+class TimelineEntryOut(msgspec.Struct):
+    at: datetime
+    kind: str
+    actor: Person | None
+    detail: dict[str, Any]
 
 
 class ClaimConflict(msgspec.Struct):
@@ -91,3 +157,36 @@ class QueueItem(msgspec.Struct):
     problem_summary: str
     psa_ticket_id: str | None
     assessment_status: AssessmentStatus
+    escalation_level: int = 0
+    targeted_at_me: bool = False
+    """A handoff raised for the caller by name (``target_user_id``): the console marks it "for you"."""
+
+
+class HandoffListItem(msgspec.Struct):
+    """A row of ``GET /api/v1/handoffs``: the handoff, its session's problem and the people."""
+
+    id: UUID
+    session_id: UUID
+    state: HandoffState
+    intent: HandoffIntent
+    priority: Priority
+    created_at: datetime
+    created_by: Person
+    claimed_by: Person | None
+    claimed_at: datetime | None
+    resolved_by: Person | None
+    resolved_at: datetime | None
+    outcome: Outcome | None
+    resolution: str | None
+    engineer_notes: str
+    target_user_id: UUID | None
+    session_title: str
+    problem_summary: str
+    psa_ticket_id: str | None
+    time_to_claim_seconds: float | None
+    escalation_level: int
+
+
+class HandoffPage(msgspec.Struct):
+    items: list[HandoffListItem]
+    next_cursor: str | None

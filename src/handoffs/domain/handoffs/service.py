@@ -1,7 +1,9 @@
-"""Park, escalate, claim, release and the team queue.
+"""Park and escalate (the hand-off), and reading a session's handoffs.
 
-Every write here is one transaction that also records its follow-up work in
-the outbox; nothing slow (AI, email, PSA, live events) runs in the request.
+The hand-off is one transaction that also records its follow-up work in the
+outbox; nothing slow (AI, email, PSA, live events) runs in the request. What
+follows the hand-off (claim, release, reassign, resolve, withdraw) is in
+``lifecycle``; comments in ``comments``; the queue and the search in ``search``.
 """
 
 from __future__ import annotations
@@ -11,25 +13,18 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ScalarSelect, Select, bindparam, func, literal_column, select, update
+from sqlalchemy import ScalarSelect, bindparam, func, literal_column, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handoffs.db.models import AISession, Notification, SessionHandoff, SessionMessage, User
+from handoffs.db.models import AISession, SessionHandoff, SessionMessage, User
 from handoffs.domain.handoffs.plan import HandOffDraft, plan_hand_off
-from handoffs.domain.handoffs.schemas import HandoffCreate, Person, QueueItem
+from handoffs.domain.handoffs.schemas import HandoffCreate
 from handoffs.domain.handoffs.writes import write_hand_off
 from handoffs.domain.sessions.service import visible_to
-from handoffs.enums import (
-    EVENT_TOPIC,
-    SENIOR_ROLES,
-    HandoffIntent,
-    Role,
-    SessionStatus,
-)
-from handoffs.errors import BadRequest, Conflict, Forbidden, NotFound
-from handoffs.events import Actor, HandoffClaimed, HandoffReleased, event_payload, ids_of
+from handoffs.enums import SENIOR_ROLES, HandoffState
+from handoffs.errors import BadRequest, Conflict, NotFound
 from handoffs.outbox.relay import OutboxRelay
 from handoffs.outbox.writer import OutboxWriter
 
@@ -37,13 +32,22 @@ from handoffs.outbox.writer import OutboxWriter
 SNAPSHOT_MESSAGES = 500
 
 
-def _open_handoff_id() -> ScalarSelect[UUID]:
+def _unresolved_handoff() -> ScalarSelect[dict[str, Any] | None]:
+    """The session's open or claimed handoff (at most one, by a unique index) and its claimer, as JSON."""
     return (
-        select(SessionHandoff.id)
-        .where(SessionHandoff.session_id == bindparam("session_id"), SessionHandoff.claimed_by.is_(None))
+        select(
+            func.json_build_object(
+                "id", SessionHandoff.id,
+                "state", SessionHandoff.state,
+                "claimed_by", SessionHandoff.claimed_by,
+                "claimer_name", User.name,
+            )
+        )
+        .outerjoin(User, User.id == SessionHandoff.claimed_by)
+        .where(SessionHandoff.session_id == bindparam("session_id"), SessionHandoff.state != HandoffState.resolved)
         .limit(1)
         .scalar_subquery()
-    )
+    )  # fmt: skip
 
 
 def _seniors_except_caller() -> ScalarSelect[list[UUID]]:
@@ -81,9 +85,9 @@ def _transcript_json() -> ScalarSelect[list[dict[str, Any]]]:
 
 
 #: Built once: lock the caller's own session and read, in the same round
-#: trip, its open handoff, its transcript and whom an escalation notifies.
+#: trip, its unresolved handoff, its transcript and whom an escalation notifies.
 _HAND_OFF_LOCK = (
-    select(AISession, _open_handoff_id(), _transcript_json(), _seniors_except_caller())
+    select(AISession, _unresolved_handoff(), _transcript_json(), _seniors_except_caller())
     .where(
         AISession.id == bindparam("session_id"),
         AISession.account_id == bindparam("account_id"),
@@ -91,6 +95,23 @@ _HAND_OFF_LOCK = (
     )
     .with_for_update(of=AISession)
 )
+
+
+def _already_handed_off(unresolved: dict[str, Any]) -> Conflict:
+    """The 409 of handing off a session that is already waiting, or being worked on."""
+    if unresolved["state"] == HandoffState.claimed.value:
+        name = unresolved.get("claimer_name") or "A colleague"
+        return Conflict(
+            f"{name} is working on this; add a comment on the handoff instead of handing it off again.",
+            handoff_id=str(unresolved["id"]),
+            state=HandoffState.claimed.value,
+            claimed_by={"id": str(unresolved["claimed_by"]), "name": name},
+        )
+    return Conflict(
+        "This session already has an open handoff.",
+        handoff_id=str(unresolved["id"]),
+        state=HandoffState.open.value,
+    )
 
 
 class HandoffService:
@@ -111,11 +132,9 @@ class HandoffService:
         ).first()
         if found is None:
             raise NotFound("AI session not found")
-        session, open_handoff, transcript, seniors = found
-        if session.status == SessionStatus.resolved:
-            raise Conflict("This session is resolved; reopen it before handing it off.")
-        if open_handoff is not None:
-            raise Conflict("This session already has an open handoff.", handoff_id=str(open_handoff))
+        session, unresolved, transcript, seniors = found
+        if unresolved is not None:
+            raise _already_handed_off(unresolved)
         target = await self._target(user, data.target_user_id)
         draft = plan_hand_off(
             user=user,
@@ -132,7 +151,7 @@ class HandoffService:
             await self.outbox.commit()
         except IntegrityError as exc:
             await self.db.rollback()
-            if "uq_handoffs_one_open_per_session" not in str(exc.orig):
+            if "uq_handoffs_one_unresolved_per_session" not in str(exc.orig):
                 raise
             raise Conflict("This session already has an open handoff.") from exc
         return draft
@@ -181,168 +200,3 @@ class HandoffService:
         if handoff is None:
             raise NotFound("Handoff not found")
         return handoff
-
-    # -- claim / release -----------------------------------------------------
-
-    async def claim(self, user: User, session_id: UUID, handoff_id: UUID) -> SessionHandoff:
-        """Claim an open handoff. One conditional UPDATE decides the race.
-
-        Under READ COMMITTED a concurrent claimer blocks on the row lock, then
-        re-checks ``claimed_by IS NULL`` against the winner's committed row and
-        updates nothing: exactly one claim succeeds, on any replica.
-        """
-        now = datetime.now(UTC)
-        claimed = await self.db.scalar(
-            update(SessionHandoff)
-            .where(
-                SessionHandoff.id == handoff_id,
-                SessionHandoff.session_id == session_id,
-                SessionHandoff.account_id == user.account_id,
-                SessionHandoff.claimed_by.is_(None),
-            )
-            .values(claimed_by=user.id, claimed_at=now, updated_at=now)
-            .returning(SessionHandoff)
-            .execution_options(synchronize_session=False)
-        )
-        if claimed is None:
-            # Nothing was written; the refusal is read in the same transaction.
-            raise await self._claim_refusal(user, session_id, handoff_id)
-        await self.db.execute(
-            update(AISession)
-            .where(AISession.id == session_id, AISession.account_id == user.account_id)
-            .values(status=SessionStatus.claimed, assignee_id=user.id, updated_at=now)
-        )
-        # The claimer has dealt with this escalation: its bell entry is read. Others keep theirs.
-        await self.db.execute(
-            update(Notification)
-            .where(
-                Notification.recipient_id == user.id,
-                Notification.handoff_id == handoff_id,
-                Notification.read_at.is_(None),
-            )
-            .values(read_at=now)
-        )
-        self.outbox.add(
-            user.account_id,
-            EVENT_TOPIC,
-            event_payload(
-                HandoffClaimed(
-                    **ids_of(claimed),
-                    claimed_by=Actor(id=str(user.id), name=user.name),
-                    claimed_at=now.isoformat(),
-                )
-            ),
-        )
-        await self.outbox.commit()
-        return claimed
-
-    async def _claim_refusal(self, user: User, session_id: UUID, handoff_id: UUID) -> Exception:
-        row = (
-            await self.db.execute(
-                select(SessionHandoff.claimed_at, User.id, User.name)
-                .join(User, User.id == SessionHandoff.claimed_by)
-                .where(
-                    SessionHandoff.id == handoff_id,
-                    SessionHandoff.session_id == session_id,
-                    SessionHandoff.account_id == user.account_id,
-                )
-            )
-        ).first()
-        if row is None:
-            return NotFound("Handoff not found")
-        claimed_at, winner_id, winner_name = row
-        return Conflict(
-            f"{winner_name} already picked this up.",
-            claimed_by={"id": str(winner_id), "name": winner_name},
-            claimed_at=claimed_at.isoformat() if claimed_at else None,
-        )
-
-    async def release(self, user: User, session_id: UUID, handoff_id: UUID) -> SessionHandoff:
-        """Put a claimed handoff back in the queue: its claimer, or an admin/owner."""
-        handoff = await self.get(user, session_id, handoff_id)
-        if handoff.claimed_by is None:
-            raise Conflict("This handoff is not claimed; it is already in the queue.")
-        if handoff.claimed_by != user.id and not user.role.at_least(Role.admin):
-            raise Forbidden("Only the engineer who picked this up, or an admin, can release it.")
-        now = datetime.now(UTC)
-        released = await self.db.scalar(
-            update(SessionHandoff)
-            .where(SessionHandoff.id == handoff.id, SessionHandoff.claimed_by == handoff.claimed_by)
-            .values(claimed_by=None, claimed_at=None, released_at=now, updated_at=now)
-            .returning(SessionHandoff)
-            .execution_options(synchronize_session=False, populate_existing=True)
-        )
-        if released is None:
-            raise Conflict("This handoff changed hands meanwhile; reload and try again.")
-        back_to = (
-            SessionStatus.escalated if handoff.intent == HandoffIntent.escalate else SessionStatus.parked
-        )
-        await self.db.execute(
-            update(AISession)
-            .where(AISession.id == session_id, AISession.account_id == user.account_id)
-            .values(status=back_to, assignee_id=None, updated_at=now)
-        )
-        self.outbox.add(
-            user.account_id,
-            EVENT_TOPIC,
-            event_payload(
-                HandoffReleased(
-                    **ids_of(released),
-                    released_by=Actor(id=str(user.id), name=user.name),
-                )
-            ),
-        )
-        try:
-            await self.outbox.commit()
-        except IntegrityError as exc:
-            raise Conflict(
-                "The session has been handed off again since; this handoff cannot reopen."
-            ) from exc
-        return released
-
-    # -- queue ---------------------------------------------------------------
-
-    async def queue(self, user: User, limit: int = 200) -> list[QueueItem]:
-        """Open handoffs of the caller's account: most urgent first, then oldest."""
-        rows = await self.db.execute(queue_statement(user.account_id, limit))
-        now = datetime.now(UTC)
-        return [
-            QueueItem(
-                id=h.id,
-                session_id=h.session_id,
-                intent=h.intent,
-                priority=h.priority,
-                engineer_notes=h.engineer_notes,
-                target_user_id=h.target_user_id,
-                created_by=Person(id=h.created_by, name=creator_name),
-                created_at=h.created_at,
-                waiting_seconds=max(0, int((now - h.created_at).total_seconds())),
-                session_title=title,
-                problem_summary=summary,
-                psa_ticket_id=ticket,
-                assessment_status=h.assessment_status,
-            )
-            for h, title, summary, ticket, creator_name in rows.all()
-        ]
-
-
-def queue_statement(account_id: UUID, limit: int) -> Select[tuple[SessionHandoff, str, str, str | None, str]]:
-    """The team queue's read: open handoffs with their session and creator, most urgent, then oldest.
-
-    The partial index ``ix_handoffs_queue`` serves the filter and the order (a test EXPLAINs
-    this very statement).
-    """
-    return (
-        select(
-            SessionHandoff,
-            AISession.title,
-            AISession.problem_summary,
-            AISession.psa_ticket_id,
-            User.name,
-        )
-        .join(AISession, AISession.id == SessionHandoff.session_id)
-        .join(User, User.id == SessionHandoff.created_by)
-        .where(SessionHandoff.account_id == account_id, SessionHandoff.claimed_by.is_(None))
-        .order_by(SessionHandoff.priority_rank.desc(), SessionHandoff.created_at, SessionHandoff.id)
-        .limit(limit)
-    )

@@ -32,7 +32,8 @@ class NotificationController(Controller):
         unread: FromQuery[bool] = False,
     ) -> list[NotificationOut]:
         """The caller's notifications, newest first (``?unread=true`` for unread only)."""
-        return [NotificationOut.of(n) for n in await notifications.list_for(user, unread_only=unread)]
+        rows = await notifications.list_for(user, unread_only=unread)
+        return [NotificationOut.with_state(note, state) for note, state in rows]
 
     @get("/unread-count")
     async def unread_count(
@@ -49,7 +50,7 @@ class NotificationController(Controller):
         notifications: NamedDependency[NotificationService],
     ) -> NotificationOut:
         """Mark one notification as read."""
-        return NotificationOut.of(await notifications.mark_read(user, notification_id))
+        return NotificationOut.with_state(*await notifications.mark_read(user, notification_id))
 
     @post("/read-all", status_code=200)
     async def mark_all_read(

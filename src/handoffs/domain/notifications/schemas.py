@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Self
 from uuid import UUID
 
 import msgspec
 
 from handoffs.domain.rows import FromRow
-from handoffs.enums import NotificationKind
+from handoffs.enums import HandoffState, NotificationKind
 
 
 class NotificationOut(FromRow):
@@ -18,6 +19,14 @@ class NotificationOut(FromRow):
     session_id: UUID | None
     read_at: datetime | None
     created_at: datetime
+    handoff_state: HandoffState | None = None
+    """The handoff's state now, so an escalation someone else took reads as taken."""
+
+    @classmethod
+    def with_state(cls, row: object, state: HandoffState | None) -> Self:
+        out = cls.of(row)
+        out.handoff_state = state
+        return out
 
 
 class UnreadCount(msgspec.Struct):

@@ -2,14 +2,58 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from uuid_utils.compat import uuid7
 
-from handoffs.db.models import Notification, User
+from handoffs.db.models import Notification, SessionHandoff, User
+from handoffs.enums import HandoffState, NotificationKind
 from handoffs.errors import NotFound
+
+
+async def notify(
+    db: AsyncSession,
+    *,
+    account_id: UUID,
+    recipients: Iterable[UUID | None],
+    kind: NotificationKind,
+    title: str,
+    body: str = "",
+    handoff_id: UUID | None = None,
+    session_id: UUID | None = None,
+    skip: Iterable[UUID | None] = (),
+) -> list[UUID]:
+    """Add one bell entry per recipient to ``db``'s transaction; returns who was told.
+
+    Nobody is told twice, and nobody in ``skip`` (the person who acted) is told at all.
+    """
+    skipped = set(skip)
+    told = list(dict.fromkeys(r for r in recipients if r is not None and r not in skipped))
+    if told:
+        now = datetime.now(UTC)
+        await db.execute(
+            insert(Notification),
+            [
+                {
+                    "id": uuid7(),
+                    "account_id": account_id,
+                    "recipient_id": recipient,
+                    "kind": kind,
+                    "title": title[:300],
+                    "body": body,
+                    "handoff_id": handoff_id,
+                    "session_id": session_id,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for recipient in told
+            ],
+        )
+    return told
 
 
 class NotificationService:
@@ -18,16 +62,18 @@ class NotificationService:
 
     async def list_for(
         self, user: User, *, unread_only: bool = False, limit: int = 100
-    ) -> Sequence[Notification]:
+    ) -> list[tuple[Notification, HandoffState | None]]:
+        """The caller's notifications, newest first, each with its handoff's state now (None: no handoff)."""
         query = (
-            select(Notification)
+            select(Notification, SessionHandoff.state)
+            .outerjoin(SessionHandoff, SessionHandoff.id == Notification.handoff_id)
             .where(Notification.recipient_id == user.id, Notification.account_id == user.account_id)
             .order_by(Notification.created_at.desc(), Notification.id.desc())
             .limit(limit)
         )
         if unread_only:
             query = query.where(Notification.read_at.is_(None))
-        return (await self.db.scalars(query)).all()
+        return [(note, state) for note, state in (await self.db.execute(query)).all()]
 
     async def unread_count(self, user: User) -> int:
         query = select(func.count()).where(
@@ -37,8 +83,8 @@ class NotificationService:
         )
         return int(await self.db.scalar(query) or 0)
 
-    async def mark_read(self, user: User, notification_id: UUID) -> Notification:
-        """Mark one as read; reading it again keeps the first read time."""
+    async def mark_read(self, user: User, notification_id: UUID) -> tuple[Notification, HandoffState | None]:
+        """Mark one as read; reading it again keeps the first read time. Returns it with its handoff's state."""
         note = await self.db.scalar(
             select(Notification).where(
                 Notification.id == notification_id,
@@ -52,8 +98,13 @@ class NotificationService:
             note.read_at = func.now()
             await self.db.flush()
             await self.db.refresh(note)
+        state = (
+            await self.db.scalar(select(SessionHandoff.state).where(SessionHandoff.id == note.handoff_id))
+            if note.handoff_id
+            else None
+        )
         await self.db.commit()
-        return note
+        return note, state
 
     async def mark_all_read(self, user: User) -> int:
         result = await self.db.execute(

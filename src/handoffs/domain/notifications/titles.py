@@ -18,3 +18,14 @@ def escalation_title(first_name: str, psa_ticket_id: str | None, problem_summary
     ticket = f" · #{psa_ticket_id}" if psa_ticket_id else ""
     summary = snippet(problem_summary) or "(no problem summary)"
     return f"Escalation from {first_name}{ticket}: {summary}"
+
+
+def what(intent: str) -> str:
+    """How a bell entry names the handoff to its creator: ``your escalation`` or ``your parked session``."""
+    return "your escalation" if intent == "escalate" else "your parked session"
+
+
+def lifecycle_title(actor_name: str, verb: str, problem_summary: str) -> str:
+    """``Sam Senior picked up your escalation: Outlook is failing…``: one line, cut like the escalation's."""
+    summary = snippet(problem_summary) or "(no problem summary)"
+    return f"{actor_name} {verb}: {summary}"

@@ -17,6 +17,8 @@ from handoffs.domain.sessions.schemas import (
     SessionOut,
 )
 from handoffs.domain.sessions.service import SessionService
+from handoffs.enums import Role
+from handoffs.security.auth import requires_role
 
 
 def provide_session_service(db_session: DbSession) -> SessionService:
@@ -30,7 +32,7 @@ class SessionController(Controller):
         "sessions": Provide(provide_session_service, sync_to_thread=False),
     }
 
-    @post("/")
+    @post("/", guards=[requires_role(Role.engineer, "start sessions")])
     async def create_session(
         self, data: JSONBody[SessionCreate], user: CurrentUser, sessions: NamedDependency[SessionService]
     ) -> SessionOut:
@@ -52,7 +54,7 @@ class SessionController(Controller):
         session = await sessions.get_visible(user, session_id)
         return SessionDetail.with_messages(session, list(await sessions.messages(session)))
 
-    @post("/{session_id:uuid}/messages")
+    @post("/{session_id:uuid}/messages", guards=[requires_role(Role.engineer, "write to sessions")])
     async def add_message(
         self,
         session_id: FromPath[UUID],

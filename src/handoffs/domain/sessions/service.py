@@ -10,18 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.db.models import AISession, SessionHandoff, SessionMessage, User
 from handoffs.domain.sessions.schemas import MessageCreate, SessionCreate
-from handoffs.enums import Role, SessionStatus
+from handoffs.enums import SessionStatus
 from handoffs.errors import Conflict, NotFound
 
 
 def visible_to(user: User) -> ColumnElement[bool]:
-    """Sessions ``user`` may read: their own, those they claimed, and (for
-    engineers and up) any of their account that has been handed off."""
-    mine = or_(AISession.owner_id == user.id, AISession.assignee_id == user.id)
-    if user.role.at_least(Role.engineer):
-        handed_off = exists().where(SessionHandoff.session_id == AISession.id)
-        mine = or_(mine, handed_off)
-    return (AISession.account_id == user.account_id) & mine
+    """The one visibility rule of every read: a session (and its handoffs) is visible to its
+    owner and, once handed off, to everyone of the account, viewers included (read-only)."""
+    handed_off = exists().where(SessionHandoff.session_id == AISession.id)
+    return (AISession.account_id == user.account_id) & or_(AISession.owner_id == user.id, handed_off)
 
 
 class SessionService:

@@ -1,9 +1,15 @@
-"""What every PSA adapter does: add a note to a ticket and move it to an escalated status."""
+"""What every PSA adapter does: on escalation, a note on the ticket and an escalated status;
+on resolution, the resolution on the ticket and a resolved status.
+
+Each is a separate step (``steps``) so the job can record each call once done and a retry
+repeats only what did not happen: a failed status change never posts the note twice.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
 
 import httpx
 
@@ -34,14 +40,34 @@ class PsaAdapter(ABC):
         return value
 
     @abstractmethod
-    async def add_note(self, ticket_id: str, markdown: str) -> None: ...
+    async def add_note(self, ticket_id: str, markdown: str) -> None:
+        """The escalation documentation as an internal note."""
 
     @abstractmethod
-    async def mark_escalated(self, ticket_id: str) -> None: ...
+    async def mark_escalated(self, ticket_id: str) -> None:
+        """Move the ticket to the configured escalated status (nothing when none is configured)."""
 
-    async def push(self, ticket_id: str, markdown: str) -> None:
-        await self.add_note(ticket_id, markdown)
-        await self.mark_escalated(ticket_id)
+    @abstractmethod
+    async def add_resolution(self, ticket_id: str, text: str) -> None:
+        """The resolution where the vendor keeps a ticket's resolution."""
+
+    @abstractmethod
+    async def mark_resolved(self, ticket_id: str) -> None:
+        """Move the ticket to the configured resolved status (nothing when none is configured)."""
+
+    def steps(
+        self, phase: Literal["escalation", "resolution"], ticket_id: str, text: str
+    ) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+        """The calls of a phase, in order, each named as ``psa_sync_steps.step`` records it."""
+        if phase == "resolution":
+            return [
+                ("resolution_note", lambda: self.add_resolution(ticket_id, text)),
+                ("resolution_status", lambda: self.mark_resolved(ticket_id)),
+            ]
+        return [
+            ("escalation_note", lambda: self.add_note(ticket_id, text)),
+            ("escalation_status", lambda: self.mark_escalated(ticket_id)),
+        ]
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """One vendor call; 429/5xx and network errors are transient, other 4xx are not."""

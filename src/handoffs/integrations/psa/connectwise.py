@@ -1,8 +1,10 @@
 """ConnectWise Manage REST: ticket notes and status.
 
 Auth is HTTP Basic with ``{company}+{public_key}:{private_key}`` plus the
-``clientId`` header. Notes: ``POST /service/tickets/{id}/notes``; status:
-``PATCH /service/tickets/{id}`` with a JSON Patch on ``status/name``.
+``clientId`` header. Notes: ``POST /service/tickets/{id}/notes`` (the escalation
+as an internal analysis note, the resolution with ``resolutionFlag``); status:
+``PATCH /service/tickets/{id}`` with a JSON Patch on ``status/name``
+(settings ``escalated_status`` and ``resolved_status``).
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ class ConnectWiseAdapter(PsaAdapter):
             "Accept": "application/vnd.connectwise.com+json; version=2022.1",
         }
 
-    async def add_note(self, ticket_id: str, markdown: str) -> None:
+    async def _note(self, ticket_id: str, text: str, *, resolution: bool) -> None:
         body: dict[str, Any] = {
-            "text": markdown,
+            "text": text,
             "detailDescriptionFlag": False,
-            "internalAnalysisFlag": True,
-            "resolutionFlag": False,
+            "internalAnalysisFlag": not resolution,
+            "resolutionFlag": resolution,
         }
         await self.request(
             "POST",
@@ -41,8 +43,19 @@ class ConnectWiseAdapter(PsaAdapter):
             headers=self._headers(),
         )
 
+    async def add_note(self, ticket_id: str, markdown: str) -> None:
+        await self._note(ticket_id, markdown, resolution=False)
+
+    async def add_resolution(self, ticket_id: str, text: str) -> None:
+        await self._note(ticket_id, text, resolution=True)
+
     async def mark_escalated(self, ticket_id: str) -> None:
-        status = self.settings.get("escalated_status")
+        await self._status(ticket_id, self.settings.get("escalated_status"))
+
+    async def mark_resolved(self, ticket_id: str) -> None:
+        await self._status(ticket_id, self.settings.get("resolved_status"))
+
+    async def _status(self, ticket_id: str, status: str | None) -> None:
         if not status:
             return
         patch = [{"op": "replace", "path": "status/name", "value": status}]

@@ -1,8 +1,10 @@
 """HaloPSA REST: OAuth2 client credentials, then actions (notes) and ticket status.
 
 Token: ``POST {auth_url}/token`` (form: grant_type=client_credentials,
-client_id, client_secret, scope=all). Note: ``POST /api/Actions`` with a list of
-actions; status: ``POST /api/Tickets`` with a list of ticket updates.
+client_id, client_secret, scope=all). Notes are actions: ``POST /api/Actions`` with a
+list of actions (the escalation hidden from the end user with outcome "Escalation", the
+resolution with outcome "Resolution"); status: ``POST /api/Tickets`` with a list of ticket
+updates (settings ``escalated_status_id``, ``resolved_status_id``).
 """
 
 from __future__ import annotations
@@ -33,17 +35,28 @@ class HaloAdapter(PsaAdapter):
             self._token = str(token)
         return {"Authorization": f"Bearer {self._token}"}
 
-    async def add_note(self, ticket_id: str, markdown: str) -> None:
+    async def _action(self, ticket_id: str, outcome: str, note: str) -> None:
         action = {
             "ticket_id": int(ticket_id) if ticket_id.isdigit() else ticket_id,
-            "outcome": "Escalation",
-            "note": markdown,
+            "outcome": outcome,
+            "note": note,
             "hiddenfromuser": True,
         }
         await self.request("POST", f"{self.base_url}/api/Actions", json=[action], headers=await self._auth())
 
+    async def add_note(self, ticket_id: str, markdown: str) -> None:
+        await self._action(ticket_id, "Escalation", markdown)
+
+    async def add_resolution(self, ticket_id: str, text: str) -> None:
+        await self._action(ticket_id, "Resolution", text)
+
     async def mark_escalated(self, ticket_id: str) -> None:
-        status = self.settings.get("escalated_status_id")
+        await self._status(ticket_id, self.settings.get("escalated_status_id"))
+
+    async def mark_resolved(self, ticket_id: str) -> None:
+        await self._status(ticket_id, self.settings.get("resolved_status_id"))
+
+    async def _status(self, ticket_id: str, status: str | int | None) -> None:
         if status is None:
             return
         update = {"id": int(ticket_id) if ticket_id.isdigit() else ticket_id, "status_id": int(status)}
