@@ -128,7 +128,9 @@ async def test_only_the_owner_may_hand_off_a_session(api: Api) -> None:
 async def test_after_resolve_the_session_can_be_handed_off_again(api: Api) -> None:
     session, handoff = await api.escalated("jane")
     assert (await api.call("sam", "POST", claim_path(session, handoff))).status_code == 200
-    resolved = await api.call("sam", "POST", claim_path(session, handoff, "resolve"), json={"resolution": "x"})
+    resolved = await api.call(
+        "sam", "POST", claim_path(session, handoff, "resolve"), json={"resolution": "x"}
+    )
     assert resolved.status_code == 200, resolved.text
     again = await api.hand_off(session["id"], intent="escalate", priority="urgent")
     history = (await api.call("jane", "GET", f"/api/v1/ai-sessions/{session['id']}/handoffs")).json()
