@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handoffs.config import Settings
 from handoffs.db.models import SessionHandoff
 from tests.conftest import Actor
-from tests.support.browser import PHONE, Console, artifact, open_console
+from tests.support.browser import DESKTOP, PHONE, Console, artifact, open_console
 from tests.support.workers import fast_settings, run_jobs
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_redis")]
@@ -448,3 +448,38 @@ async def test_stream_reconnects_after_a_replica_restart_and_resyncs_when_histor
         assert await sam.same_document()
     finally:
         replica.stop()
+
+
+async def bell_panel_box(console: Console) -> dict[str, float]:
+    page = console.page
+    await page.locator("#bell-button").click()
+    panel = page.locator("#bell-panel")
+    await expect(panel.locator(".notif")).not_to_have_count(0)
+    box = await panel.bounding_box()
+    assert box is not None
+    return dict(box)
+
+
+async def test_bell_panel_stays_on_screen_at_phone_and_desktop_width(
+    window: Open, replicas: list[str], actors: dict[str, Actor]
+) -> None:
+    await escalate_by_api(replicas[0], actors["jane"], summary="Printer offline")
+    for name, viewport in (
+        ("phone", PHONE),
+        ("tablet", {"width": 768, "height": 1024}),
+        ("desktop", DESKTOP),
+    ):
+        sam = await window(replicas[1], "sam@acme.test", viewport=viewport)
+        box = await bell_panel_box(sam)
+        width = viewport["width"]
+        assert box["x"] >= 0, f"{name}: {box} starts left of the screen"
+        assert box["x"] + box["width"] <= width, f"{name}: {box} ends right of the screen ({width})"
+        assert box["y"] >= 0
+        # The panel hangs below the bell, and still below it when the page is scrolled to the top.
+        bell = await sam.page.locator("#bell-button").bounding_box()
+        assert bell is not None
+        assert box["y"] >= bell["y"] + bell["height"]
+        await sam.page.screenshot(path=artifact(f"bell-{name}.png"))
+        await sam.page.keyboard.press("Escape")
+        await expect(sam.page.locator("#bell-panel")).to_be_hidden()
+        assert sam.errors == [], sam.errors
