@@ -198,5 +198,7 @@ async def test_messages_and_notes_render_markdown_and_tool_output_stays_verbatim
         assert "<code>Get-Mailbox</code>" in body, path
         assert '<a href="https://example.com/kb" target="_blank" rel="noopener noreferrer nofollow">' in body
         assert '<div class="message-body message-raw">**not bold** __init__.py</div>' in body, path
+        # Clock times: UTC from the server, and it says so, until time.js rewrites them.
+        assert re.search(r'<time datetime="[0-9T:.\-]+Z" data-clock>\d\d:\d\d UTC</time>', body), path
     context = (await api.call("sam", "GET", f"/sessions/{session['id']}/handoffs/{handoff['id']}")).text
     assert '<div class="notes md"><p>Rebuilt the profile: <em>still</em> failing</p></div>' in context

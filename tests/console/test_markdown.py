@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 from jinja2 import Environment, select_autoescape
 from markupsafe import Markup
 
-from handoffs.web.filters import markdown, markdown_inline, register_filters, sanitize_html
+from handoffs.web.filters import clock_utc, markdown, markdown_inline, register_filters, sanitize_html
 
 SAFE_REL = 'rel="noopener noreferrer nofollow"'
 
@@ -154,3 +155,10 @@ def test_the_sanitizer_alone_keeps_only_the_allowlist() -> None:
     assert sanitize_html(dirty) == (
         f'<p>t</p><a>j</a><a>r</a><a>l</a><a href="https://ok.example/" target="_blank" {SAFE_REL}>ok</a>h'
     ).replace("<a>", f'<a target="_blank" {SAFE_REL}>')
+
+
+def test_clock_utc_says_utc_and_the_day_when_not_today() -> None:
+    now = datetime(2026, 3, 2, 18, 0, tzinfo=UTC)
+    assert clock_utc("2026-03-02T14:05:09.123+00:00", now) == "14:05 UTC"
+    assert clock_utc(datetime(2026, 3, 1, 23, 59, tzinfo=UTC), now) == "2026-03-01 23:59 UTC"
+    assert clock_utc(None) == ""

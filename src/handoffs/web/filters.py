@@ -30,10 +30,20 @@ def as_datetime(value: datetime | str) -> datetime:
 
 
 def iso(value: datetime | str | None) -> str:
-    """RFC 3339 UTC, what ``data-at`` attributes carry for the page's clock."""
+    """RFC 3339 UTC, what ``<time datetime>`` attributes carry for the page's clock."""
     if value is None:
         return ""
     return as_datetime(value).astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def clock_utc(value: datetime | str | None, now: datetime | None = None) -> str:
+    """``14:05 UTC`` (``2026-03-02 14:05 UTC`` on another day than ``now``): a time's text from the
+    server, saying its zone, until time.js writes it in the browser's zone."""
+    if value is None:
+        return ""
+    at = as_datetime(value).astimezone(UTC)
+    today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    return at.strftime("%H:%M UTC" if at.date() == today else "%Y-%m-%d %H:%M UTC")
 
 
 def duration(seconds: float) -> str:
@@ -167,6 +177,7 @@ def markdown_inline(text: Any) -> Markup:
 def register_filters(env: Environment) -> None:
     env.filters.update(
         iso=iso,
+        clock_utc=clock_utc,
         ago=ago,
         duration=duration,
         first_name=first_name,
