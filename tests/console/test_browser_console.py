@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -22,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handoffs.config import Settings
 from handoffs.db.models import SessionHandoff
 from tests.conftest import Actor
-from tests.support.browser import PHONE, Console, artifact, open_console
+from tests.support.browser import DESKTOP, PHONE, Console, artifact, open_console
 from tests.support.workers import fast_settings, run_jobs
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_redis")]
@@ -448,3 +450,196 @@ async def test_stream_reconnects_after_a_replica_restart_and_resyncs_when_histor
         assert await sam.same_document()
     finally:
         replica.stop()
+
+
+async def bell_panel_box(console: Console) -> dict[str, float]:
+    page = console.page
+    await page.locator("#bell-button").click()
+    panel = page.locator("#bell-panel")
+    await expect(panel.locator(".notif")).not_to_have_count(0)
+    box = await panel.bounding_box()
+    assert box is not None
+    return dict(box)
+
+
+async def test_bell_panel_stays_on_screen_at_phone_and_desktop_width(
+    window: Open, replicas: list[str], actors: dict[str, Actor]
+) -> None:
+    await escalate_by_api(replicas[0], actors["jane"], summary="Printer offline")
+    for name, viewport in (
+        ("phone", PHONE),
+        ("tablet", {"width": 768, "height": 1024}),
+        ("desktop", DESKTOP),
+    ):
+        sam = await window(replicas[1], "sam@acme.test", viewport=viewport)
+        box = await bell_panel_box(sam)
+        width = viewport["width"]
+        assert box["x"] >= 0, f"{name}: {box} starts left of the screen"
+        assert box["x"] + box["width"] <= width, f"{name}: {box} ends right of the screen ({width})"
+        assert box["y"] >= 0
+        # The panel hangs below the bell, and still below it when the page is scrolled to the top.
+        bell = await sam.page.locator("#bell-button").bounding_box()
+        assert bell is not None
+        assert box["y"] >= bell["y"] + bell["height"]
+        await sam.page.screenshot(path=artifact(f"bell-{name}.png"))
+        await sam.page.keyboard.press("Escape")
+        await expect(sam.page.locator("#bell-panel")).to_be_hidden()
+        assert sam.errors == [], sam.errors
+
+
+#: A transcript as engineers and the model write it: Markdown, a long command, a long URL.
+MESSAGES = [
+    ("user", "Outlook says **Disconnected** in the status bar.\nTried:\n- safe mode\n- a *new* profile"),
+    (
+        "assistant",
+        "Check the mailbox with `Get-MailboxStatistics`:\n\n```\n"
+        "Get-MailboxStatistics -Identity jane@acme.test | Format-List DisplayName,TotalItemSize,ItemCount,"
+        "LastLogonTime,StorageLimitStatus,DeletedItemCount\n```\n\n"
+        "See https://learn.example.com/troubleshoot/outlook/outlook-disconnected-after-the-tuesday-update-"
+        "and-a-very-long-path-segment and [the KB](https://support.example.com/kb/12345). "
+        "Not [this](javascript:alert(1)).",
+    ),
+    ("tool", "**raw** output of C:\\Users\\jane\\AppData\\Local\\Microsoft\\Outlook\\__jane__.ost"),
+]
+
+
+async def escalate_with_a_transcript(url: str, jane: Actor) -> tuple[str, str]:
+    async with httpx.AsyncClient(base_url=url, headers=jane.headers) as http:
+        body = {"title": "Outlook sync", "problem_summary": "Outlook disconnected", "psa_ticket_id": "12345"}
+        session = (await http.post("/api/v1/ai-sessions", json=body)).json()
+        for role, content in MESSAGES:
+            response = await http.post(
+                f"/api/v1/ai-sessions/{session['id']}/messages", json={"role": role, "content": content}
+            )
+            assert response.status_code == 201, response.text
+        response = await http.post(
+            f"/api/v1/ai-sessions/{session['id']}/handoff",
+            json={"intent": "escalate", "engineer_notes": "Rebuilt the **Outlook profile**; still failing"},
+        )
+        assert response.status_code == 201, response.text
+        return session["id"], response.json()["id"]
+
+
+async def open_in_zone(
+    chromium: Any, base_url: str, email: str, path: str, timezone_id: str, viewport: dict[str, int]
+) -> Console:
+    """A signed-in window whose browser runs in ``timezone_id`` (and en-US, so the format is known)."""
+    context = await chromium.new_context(
+        base_url=base_url, viewport=viewport, timezone_id=timezone_id, locale="en-US"
+    )
+    context.set_default_timeout(20_000)
+    console = Console(context, await context.new_page(), base_url, email)
+    await console.sign_in()
+    await console.page.goto(path)
+    return console
+
+
+def clock_in(iso: str, zone: str) -> tuple[str, str]:
+    """``("9:05 AM", "EST")``: what Intl's en-US hour/minute format shows for ``iso`` in ``zone``."""
+    at = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(ZoneInfo(zone))
+    return f"{at.hour % 12 or 12}:{at.minute:02d} {'AM' if at.hour < 12 else 'PM'}", at.tzname() or ""
+
+
+async def test_transcript_notes_and_ticket_note_render_markdown_with_times_in_the_browsers_zone(
+    chromium: Any, replicas: list[str], settings: Settings, actors: dict[str, Actor]
+) -> None:
+    session_id, handoff_id = await escalate_with_a_transcript(replicas[0], actors["jane"])
+    await run_jobs(worker_settings(settings))  # the (offline) assessment and its ticket note
+    path = f"/sessions/{session_id}/handoffs/{handoff_id}"
+    opened: list[Console] = []
+    try:
+        for zone, viewport, shot in (
+            ("America/New_York", PHONE, "markdown-phone.png"),
+            ("Asia/Kolkata", DESKTOP, "markdown-desktop.png"),
+        ):
+            sam = await open_in_zone(chromium, replicas[1], "sam@acme.test", path, zone, viewport)
+            opened.append(sam)
+            page = sam.page
+            messages = page.locator(".transcript .message")
+            await expect(messages).to_have_count(3)
+
+            # Markdown, not its source: bold, a list, code, a code block, links.
+            user, assistant, tool = (messages.nth(i).locator(".message-body") for i in range(3))
+            await expect(user.locator("strong")).to_have_text("Disconnected")
+            await expect(user.locator("li")).to_have_text(["safe mode", "a new profile"])
+            await expect(user.locator("em")).to_have_text("new")
+            assert "*" not in await user.inner_text()
+            await expect(assistant.locator("p code")).to_have_text("Get-MailboxStatistics")
+            await expect(assistant.locator("pre code")).to_contain_text("Format-List DisplayName")
+            kb = assistant.get_by_role("link", name="the KB")
+            await expect(kb).to_have_attribute("href", "https://support.example.com/kb/12345")
+            await expect(kb).to_have_attribute("rel", "noopener noreferrer nofollow")
+            await expect(assistant.locator('a[href^="https://learn.example.com/"]')).to_have_count(1)
+            await expect(page.locator('a[href^="javascript:"]')).to_have_count(0)
+            await expect(assistant).to_contain_text("Not [this](javascript:alert(1)).")
+            # Tool output is shown as it came: its asterisks and underscores are not Markdown.
+            await expect(tool).to_have_text(MESSAGES[2][1])
+            await expect(page.locator(".notes strong")).to_have_text("Outlook profile")
+
+            # The ticket note is rendered (headings, bold roles), not shown as Markdown source...
+            note = page.locator("#part-documentation .doc-markdown")
+            await expect(note.locator("h5").first).to_have_text("Escalation: Outlook sync (ticket #12345)")
+            await expect(note.locator("h6").first).to_have_text("Problem")
+            await expect(note.locator("li strong").filter(has_text=re.compile(r"^user$"))).to_have_count(1)
+            assert "**" not in await note.inner_text()
+            assert "## " not in await note.inner_text()
+            # ...with the source a click away, for copying into a ticket by hand.
+            source = page.locator("#part-documentation .doc-source")
+            await expect(source.locator("pre")).to_be_hidden()
+            await source.locator("summary").click()
+            await expect(source.locator("pre")).to_contain_text("## Escalation: Outlook sync")
+            await source.locator("summary").click()
+
+            # Long lines: the code block scrolls inside the message, a long URL wraps; the page never scrolls sideways.
+            code = assistant.locator("pre")
+            assert await code.evaluate("el => el.scrollWidth > el.clientWidth"), (
+                "the code block should scroll"
+            )
+            assert await code.evaluate("el => getComputedStyle(el).overflowX") == "auto"
+            assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+            body_box = await assistant.bounding_box()
+            assert body_box is not None
+            assert body_box["x"] + body_box["width"] <= viewport["width"]
+
+            # Clock times in the browser's zone, not UTC; the hover text has the date and zone.
+            clocks = page.locator(".transcript time[data-clock]")
+            await expect(clocks).to_have_count(3)
+            await expect(clocks.first).to_have_attribute("data-clock", "local")
+            for i in range(3):
+                clock = clocks.nth(i)
+                iso = await clock.get_attribute("datetime")
+                assert iso is not None
+                assert iso.endswith("Z")
+                text = " ".join((await clock.inner_text()).split())  # Intl puts U+202F before AM/PM
+                hm, tzname = clock_in(iso, zone)
+                assert text.startswith(hm), f"{zone}: {text!r}, expected {hm}"
+                assert "UTC" not in text
+                if zone == "America/New_York":
+                    assert text == f"{hm} {tzname}"
+                else:
+                    assert text in (f"{hm} GMT+5:30", f"{hm} {tzname}")
+                title = await clock.get_attribute("title") or ""
+                assert hm.split()[0] in title, title
+                assert iso[:4] in title, title
+            # Relative times still tick, and say when in the browser's zone on hover.
+            ago = page.locator("time[data-ago]").first
+            await expect(ago).to_have_text(re.compile(r"^\d+ (s|min) ago$"))
+            assert "M" in (await ago.get_attribute("title") or "")
+
+            await page.evaluate("window.scrollTo(0, 0)")  # else the sticky header lands mid-picture
+            await page.screenshot(path=artifact(shot), full_page=True)
+            assert sam.errors == [], f"{zone}: {sam.errors}"  # a CSP refusal (an inline style) is one
+
+        # The session page: the same transcript macro, the same rendering and times.
+        sam = opened[0]
+        await sam.page.goto(f"/sessions/{session_id}")
+        await expect(sam.page.locator(".transcript .message-user strong")).to_have_text("Disconnected")
+        clock = sam.page.locator(".transcript time[data-clock]").first
+        await expect(clock).to_have_attribute("data-clock", "local")
+        iso = await clock.get_attribute("datetime")
+        assert iso is not None
+        await expect(clock).to_have_text(re.compile("^" + re.escape(clock_in(iso, "America/New_York")[0])))
+        assert sam.errors == []
+    finally:
+        for console in opened:
+            await console.close()

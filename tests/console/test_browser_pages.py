@@ -153,14 +153,52 @@ async def test_context_screen_and_its_live_parts(api: Api) -> None:
     assert 'data-action="release"' in mine.text
 
 
+async def add_message(api: Api, session_id: str, role: str, content: str) -> None:
+    response = await api.call(
+        "jane", "POST", f"/api/v1/ai-sessions/{session_id}/messages", json={"role": role, "content": content}
+    )
+    assert response.status_code == 201, response.text
+
+
 async def test_user_text_is_escaped_everywhere(api: Api) -> None:
     evil = "</script><script>alert(1)</script><img src=x onerror=alert(2)>"
     session = await api.new_session("jane", title=evil, problem_summary=evil)
-    await api.hand_off(session["id"], engineer_notes=evil)
-    for who, path in [("jane", "/"), ("jane", f"/sessions/{session['id']}"), ("sam", "/")]:
+    for role in ("user", "assistant", "tool"):
+        await add_message(api, session["id"], role, f"{evil} [x](javascript:alert(3))")
+    handoff = await api.hand_off(session["id"], engineer_notes=evil)
+    context = f"/sessions/{session['id']}/handoffs/{handoff['id']}"
+    for who, path in [
+        ("jane", "/"),
+        ("jane", f"/sessions/{session['id']}"),
+        ("sam", "/"),
+        ("sam", context),
+        ("sam", f"{context}/parts/documentation"),
+    ]:
         body = (await api.call(who, "GET", path)).text
         assert "<script>alert(1)" not in body, path
         assert "<img src=x" not in body, path
+        assert "javascript:" not in body.replace("[x](javascript:alert(3))", ""), path
     jane = (await api.call("jane", "GET", f"/sessions/{session['id']}")).text
     assert html.escape(evil, quote=False) in jane
+    sam = (await api.call("sam", "GET", context)).text
+    # Notes and messages go through the Markdown filter: the same text, escaped, inside its paragraph.
+    assert f"<p>{html.escape(evil, quote=False)}</p>" in sam
     assert page_data((await api.call("sam", "GET", "/")).text)["queue"][0]["problem_summary"] == evil
+
+
+async def test_messages_and_notes_render_markdown_and_tool_output_stays_verbatim(api: Api) -> None:
+    session = await api.new_session("jane")
+    await add_message(api, session["id"], "user", "Outlook says **Disconnected**\n- on every PC")
+    await add_message(api, session["id"], "assistant", "Run `Get-Mailbox` then see https://example.com/kb")
+    await add_message(api, session["id"], "tool", "**not bold** __init__.py")
+    handoff = await api.hand_off(session["id"], engineer_notes="Rebuilt the profile: *still* failing")
+    for path in (f"/sessions/{session['id']}", f"/sessions/{session['id']}/handoffs/{handoff['id']}"):
+        body = (await api.call("sam", "GET", path)).text
+        assert "<p>Outlook says <strong>Disconnected</strong></p>\n<ul>\n<li>on every PC</li>" in body, path
+        assert "<code>Get-Mailbox</code>" in body, path
+        assert '<a href="https://example.com/kb" target="_blank" rel="noopener noreferrer nofollow">' in body
+        assert '<div class="message-body message-raw">**not bold** __init__.py</div>' in body, path
+        # Clock times: UTC from the server, and it says so, until time.js rewrites them.
+        assert re.search(r'<time datetime="[0-9T:.\-]+Z" data-clock>\d\d:\d\d UTC</time>', body), path
+    context = (await api.call("sam", "GET", f"/sessions/{session['id']}/handoffs/{handoff['id']}")).text
+    assert '<div class="notes md"><p>Rebuilt the profile: <em>still</em> failing</p></div>' in context

@@ -6,7 +6,7 @@ import { HandoffScreen } from "./handoff.js";
 import { Queue } from "./queue.js";
 import { initNewSession, initSessionPage } from "./session.js";
 import { LiveStream, NoStream } from "./stream.js";
-import { refreshAgo, setServerNow } from "./time.js";
+import { refreshAgo, renderTimes, setServerNow } from "./time.js";
 import { UnseenTitle } from "./title.js";
 
 const data = JSON.parse(document.getElementById("page-data").textContent);
@@ -90,5 +90,5 @@ if (data.page === "handoff") {
 }
 
 setInterval(() => refreshAgo(), 15000);
-refreshAgo();
+renderTimes();
 stream.start();

@@ -2,7 +2,7 @@
 // are re-rendered by the server when their event arrives; no reload needed.
 
 import { api, fragment } from "./api.js";
-import { ago, firstName, refreshAgo } from "./time.js";
+import { ago, firstName, renderTimes } from "./time.js";
 
 const POLL_MS = 5000;
 const POLL_FOR_MS = 10 * 60 * 1000;
@@ -63,7 +63,7 @@ export class HandoffScreen {
     }
     const hadFocus = container.contains(document.activeElement);
     container.innerHTML = html;
-    refreshAgo(container);
+    renderTimes(container);
     container.classList.remove("is-updated");
     void container.offsetWidth; // restart the highlight
     container.classList.add("is-updated");

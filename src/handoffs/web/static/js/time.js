@@ -1,4 +1,5 @@
-// Times relative to the server's clock: "waiting 3 min", "2 s ago".
+// Times relative to the server's clock ("waiting 3 min", "2 s ago"), and clock times in the
+// browser's own time zone and locale ("9:05 AM EST"); the server writes those in UTC, saying so.
 
 let skew = 0;
 
@@ -33,11 +34,59 @@ export function ago(iso) {
   return `${formatDuration(secondsSince(iso))} ago`;
 }
 
-/** Keep every `<time data-ago>` under `root` current. */
+const sameDay = (a, b) =>
+  a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate();
+
+// One formatter per shape; `undefined` locale and zone: the browser's own.
+const formats = new Map();
+function formatter(options) {
+  const key = JSON.stringify(options);
+  if (!formats.has(key)) formats.set(key, new Intl.DateTimeFormat(undefined, options));
+  return formats.get(key);
+}
+const TIME = { hour: "numeric", minute: "2-digit", timeZoneName: "short" };
+const FULL = { dateStyle: "full", timeStyle: "long" };
+
+/** "9:05 AM EST" today; "Mar 2, 9:05 AM EST" another day; the year too when it is not this one. */
+export function formatClock(iso) {
+  const at = new Date(iso);
+  if (Number.isNaN(at.getTime())) return "";
+  const today = new Date(now());
+  if (sameDay(at, today)) return formatter(TIME).format(at);
+  const options = { month: "short", day: "numeric", ...TIME };
+  if (at.getFullYear() !== today.getFullYear()) options.year = "numeric";
+  return formatter(options).format(at);
+}
+
+/** "Monday, March 2, 2026 at 9:05:12 AM EST": the hover text of every time. */
+export function formatFull(iso) {
+  const at = new Date(iso);
+  return Number.isNaN(at.getTime()) ? "" : formatter(FULL).format(at);
+}
+
+/** Write every `<time data-clock>` under `root` in the browser's zone (the server wrote UTC). */
+export function renderClocks(root = document) {
+  for (const el of root.querySelectorAll("time[data-clock]")) {
+    const text = formatClock(el.dateTime);
+    if (!text) continue;
+    el.textContent = text;
+    el.title = formatFull(el.dateTime);
+    el.dataset.clock = "local";
+  }
+}
+
+/** Keep every `<time data-ago>` under `root` current; its hover text is the time in the browser's zone. */
 export function refreshAgo(root = document) {
   for (const el of root.querySelectorAll("time[data-ago]")) {
     el.textContent = ago(el.dateTime);
+    if (!el.title) el.title = formatFull(el.dateTime);
   }
+}
+
+/** Every time under `root`: clock times in the browser's zone, relative ones current. */
+export function renderTimes(root = document) {
+  renderClocks(root);
+  refreshAgo(root);
 }
 
 export function firstName(name) {
