@@ -189,6 +189,25 @@ class Api:
         assert response.status_code == 201, response.text
         return dict(response.json())
 
+    async def act(
+        self, who: str, session: dict[str, Any], handoff: dict[str, Any], action: str, body: Any = None
+    ) -> Any:
+        """``POST .../handoffs/{id}/{action}`` (claim, release, reassign, resolve, withdraw, comments)."""
+        path = f"/api/v1/ai-sessions/{session['id']}/handoffs/{handoff['id']}/{action}"
+        return await self.call(who, "POST", path, **({"json": body} if body is not None else {}))
+
+    async def read(self, who: str, session: dict[str, Any], handoff: dict[str, Any], part: str = "") -> Any:
+        """``GET .../handoffs/{id}[/part]`` as ``who``: the handoff, its comments or its timeline."""
+        path = f"/api/v1/ai-sessions/{session['id']}/handoffs/{handoff['id']}" + (f"/{part}" if part else "")
+        return await self.call(who, "GET", path)
+
+    async def claimed(self, by: str = "sam", **fields: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A fresh escalation of jane's, claimed by ``by``; returns (session, handoff as claimed)."""
+        session, handoff = await self.escalated("jane", **fields)
+        response = await self.act(by, session, handoff, "claim")
+        assert response.status_code == 200, response.text
+        return session, dict(response.json())
+
     async def escalated(self, who: str = "jane", **fields: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """A fresh session of ``who``, escalated; returns (session, handoff)."""
         session = await self.new_session(who, psa_ticket_id=fields.pop("psa_ticket_id", "12345"))

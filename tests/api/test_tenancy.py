@@ -15,7 +15,15 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handoffs.db.models import AISession, Notification, OutboxMessage, SessionHandoff, SessionMessage
+from handoffs.db.models import (
+    AISession,
+    HandoffComment,
+    Notification,
+    OutboxMessage,
+    SessionHandoff,
+    SessionMessage,
+    TimelineEntry,
+)
 from tests.conftest import Api
 
 GLOBEX = ("gus", "gina")
@@ -80,7 +88,9 @@ async def acme_state(db: AsyncSession, api: Api) -> dict[str, Any]:
     """Everything about Acme's rows a foreign call could have changed, as plain values."""
     account_id = api["jane"].account_id
     state: dict[str, Any] = {}
-    for model in (AISession, SessionMessage, SessionHandoff, Notification, OutboxMessage):
+    for model in (
+        AISession, SessionMessage, SessionHandoff, Notification, OutboxMessage, TimelineEntry, HandoffComment,
+    ):  # fmt: skip
         state[f"count:{model.__tablename__}"] = await db.scalar(
             select(func.count()).select_from(model).where(model.account_id == account_id)
         )
@@ -95,9 +105,12 @@ async def acme_state(db: AsyncSession, api: Api) -> dict[str, Any]:
         await db.execute(
             select(
                 SessionHandoff.id,
+                SessionHandoff.state,
+                SessionHandoff.version,
                 SessionHandoff.claimed_by,
                 SessionHandoff.claimed_at,
                 SessionHandoff.released_at,
+                SessionHandoff.resolved_at,
                 SessionHandoff.updated_at,
             )
             .where(SessionHandoff.account_id == account_id)
@@ -167,6 +180,32 @@ FOREIGN_CALLS = [
         None,
     ),
     ("read-notification", "POST", "/notifications/{notification}/read", None),
+    (
+        "resolve-claimed-handoff",
+        "POST",
+        "/ai-sessions/{claimed_session}/handoffs/{claimed_handoff}/resolve",
+        {"resolution": "Globex fixed it"},
+    ),
+    (
+        "reassign-claimed-handoff",
+        "POST",
+        "/ai-sessions/{claimed_session}/handoffs/{claimed_handoff}/reassign",
+        {"to_user_id": "00000000-0000-0000-0000-000000000000"},
+    ),
+    (
+        "withdraw-open-handoff",
+        "POST",
+        "/ai-sessions/{escalated_session}/handoffs/{open_handoff}/withdraw",
+        None,
+    ),
+    ("list-comments", "GET", "/ai-sessions/{claimed_session}/handoffs/{claimed_handoff}/comments", None),
+    (
+        "add-comment",
+        "POST",
+        "/ai-sessions/{claimed_session}/handoffs/{claimed_handoff}/comments",
+        {"body": "hello from Globex"},
+    ),
+    ("timeline", "GET", "/ai-sessions/{claimed_session}/handoffs/{claimed_handoff}/timeline", None),
 ]
 
 
@@ -363,7 +402,23 @@ async def test_target_user_of_another_account_answers_400_and_writes_nothing(
 
 async def _counts(db: AsyncSession) -> dict[str, int]:
     counts = {}
-    for model in (AISession, SessionMessage, SessionHandoff, Notification, OutboxMessage):
+    for model in (
+        AISession, SessionMessage, SessionHandoff, Notification, OutboxMessage, TimelineEntry, HandoffComment,
+    ):  # fmt: skip
         counts[model.__tablename__] = int(await db.scalar(select(func.count()).select_from(model)) or 0)
     await db.rollback()
     return counts
+
+
+@pytest.mark.parametrize("who", GLOBEX)
+async def test_the_handoff_search_never_crosses_accounts(api: Api, acme: AcmeData, who: str) -> None:
+    """Full-text words that only Acme's handoffs hold find nothing from Globex; Acme finds them."""
+    for query in ("", "?q=Acme+secret+notes", "?q=Outlook", "?state=claimed", "?claimed_by=me"):
+        response = await api.call(who, "GET", f"{API}/handoffs{query}")
+        assert response.status_code == 200, response.text
+        found = {item["id"] for item in response.json()["items"]}
+        assert not found & acme.ids(), query
+        assert "Acme" not in response.text
+        assert "Jane" not in response.text
+    acme_found = (await api.call("victor", "GET", f"{API}/handoffs?q=Acme+secret+notes")).json()
+    assert [item["id"] for item in acme_found["items"]] == [acme.open_handoff]

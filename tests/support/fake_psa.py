@@ -24,7 +24,7 @@ class Call:
 class FakePsa:
     calls: list[Call] = field(default_factory=list)
     fail_with: list[int] = field(default_factory=list)
-    """Statuses to answer the next calls with, before answering normally."""
+    """Statuses to answer the next calls with, before answering normally (0: this call answers normally)."""
     url: str = ""
 
     def paths(self) -> list[str]:
@@ -48,8 +48,8 @@ def _handler(fake: FakePsa) -> type[BaseHTTPRequestHandler]:
             fake.calls.append(
                 Call(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
             )
-            if fake.fail_with:
-                status = fake.fail_with.pop(0)
+            status = fake.fail_with.pop(0) if fake.fail_with else 0
+            if status:
                 self._reply(status, {"message": "scripted failure"})
                 return
             if self.path.endswith("/token"):

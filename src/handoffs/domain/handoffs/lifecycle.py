@@ -399,7 +399,8 @@ class HandoffLifecycle:
             .execution_options(synchronize_session=False, populate_existing=True)
         )
         if done is None:
-            await self.db.rollback()
+            # Nothing was written. Under READ COMMITTED the next statement sees what the
+            # winner committed: read it to say where the handoff is now.
             now_seen = await self._seen(user, h.session_id, h.id)
             raise self._conflict(now_seen, "This handoff changed meanwhile.")
         return done
