@@ -141,6 +141,8 @@ async def clean_tables(request: pytest.FixtureRequest) -> None:
         await conn.execute(
             text("DELETE FROM users WHERE email <> ALL(:emails)"), {"emails": list(DEMO_EMAILS)}
         )
+        # A test that deactivated a demo user must not leave the next one without them.
+        await conn.execute(text("UPDATE users SET is_active = true WHERE NOT is_active"))
         await conn.execute(text("DELETE FROM accounts WHERE slug NOT IN ('acme-msp', 'globex-msp')"))
 
 
