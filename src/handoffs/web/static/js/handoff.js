@@ -7,10 +7,13 @@ import { CommentThread } from "./comments.js";
 import { ago, firstName, renderTimes } from "./time.js";
 
 /** What the toast says when someone else moves the handoff on. */
+/** The page's user, for "handed this to you". */
+let me = "";
 const LIFECYCLE = {
   handoff_claimed: (e) => `${firstName(e.claimed_by?.name)} picked this up.`,
   handoff_released: (e) => `${firstName(e.released_by?.name)} put this back in the queue.`,
-  handoff_reassigned: (e) => `${firstName(e.reassigned_by?.name)} handed this to ${e.to_user?.name || "a colleague"}.`,
+  handoff_reassigned: (e) =>
+    `${firstName(e.reassigned_by?.name)} handed this to ${e.to_user?.id === me ? "you" : e.to_user?.name || "a colleague"}.`,
   handoff_resolved: (e) =>
     e.outcome === "withdrawn"
       ? `${firstName(e.resolved_by?.name)} withdrew this handoff.`
@@ -39,6 +42,7 @@ export class HandoffScreen {
     this.sessionId = handoff.sessionId;
     this.state = handoff.assessmentStatus;
     this.userId = userId;
+    me = userId;
     this.toast = toast;
     const mine = (event) => event.handoff_id === this.id;
 
