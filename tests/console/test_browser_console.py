@@ -86,7 +86,7 @@ async def escalate_in_the_ui(jane: Console) -> tuple[str, str]:
     await page.get_by_label("Notes for the senior").fill("Rebuilt the Outlook profile; still failing")
     await page.get_by_label("Priority").select_option("high")
     await page.get_by_role("button", name="Escalate", exact=True).click()
-    await expect(page.locator("#session-notice")).to_contain_text("waiting in the team queue")
+    await expect(page.locator("#session-notice")).to_contain_text("waiting for a senior in the team queue")
     href = await page.get_by_role("link", name="Open the handoff").get_attribute("href")
     assert href is not None
     await jane.wait_live()
@@ -250,7 +250,8 @@ async def test_escalation_arrives_live_one_pick_up_wins_and_the_assessment_fills
 
     # Jane, still on her session page, sees who picked it up; the session is in the winner's sidebar.
     winner_name = "Sam Senior" if winner is sam else "Ada Admin"
-    await expect(jane.page.locator("#session-notice")).to_have_text(f"Picked up by {winner_name} just now.")
+    await expect(jane.page.locator("#session-notice")).to_contain_text(f"{winner_name} is on it")
+    await expect(jane.page.locator("#session-handoffs")).to_contain_text(f"{winner_name} is on it")
     claimed_pill = f'#sidebar-list [data-session-id="{session_id}"] .pill-status-claimed'
     await expect(jane.page.locator(claimed_pill)).to_have_text("Claimed")
     assert await jane.same_document()
@@ -276,12 +277,21 @@ async def test_viewer_sees_no_queue_no_pick_up_and_opens_no_stream(
     await expect(page.get_by_role("button", name="New session")).to_have_count(0)
     assert await page.evaluate("document.documentElement.dataset.stream") == "off"
 
-    # Someone else's handoff is not for a viewer's eyes: the page answers 404, with no Pick up.
-    response = await page.goto(f"/sessions/{session_id}/handoffs/{handoff_id}")
-    assert response is not None
-    assert response.status == 404
-    await expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    # The account's handoffs, read-only: the list, then the detail, with no action anywhere.
+    await page.get_by_role("link", name="all handoffs", exact=True).click()
+    await page.wait_for_url(re.compile(r"/handoffs$"))
+    row = page.locator(f'.handoff-row[data-id="{handoff_id}"]')
+    await expect(row).to_contain_text("Printer offline")
+    await expect(row.locator(".pill-state-open")).to_have_text("Waiting")
+    await page.screenshot(path=artifact("viewer-handoffs.png"), full_page=True)
+    await row.get_by_role("link", name="Printer offline").click()
+    await page.wait_for_url(re.compile(rf"/sessions/{session_id}/handoffs/{handoff_id}$"))
+    await expect(page.locator(".status-bar")).to_contain_text("Waiting in the queue")
+    await expect(page.locator("#part-timeline")).to_contain_text("Jane Doe escalated this")
+    await expect(page.locator("#comments")).to_contain_text("No comments yet.")
+    await expect(page.locator("#part-status button, #part-status form, [data-comment-form]")).to_have_count(0)
     await expect(page.get_by_role("button", name="Pick up")).to_have_count(0)
+    await page.screenshot(path=artifact("viewer-context.png"), full_page=True)
     assert not any("escalations/stream" in url for url in victor.requests)
     assert victor.errors == []
 
@@ -643,3 +653,209 @@ async def test_transcript_notes_and_ticket_note_render_markdown_with_times_in_th
     finally:
         for console in opened:
             await console.close()
+
+
+async def test_the_junior_sees_pick_up_question_reassign_and_resolve_live(
+    window: Open, replicas: list[str], actors: dict[str, Actor]
+) -> None:
+    a, b = replicas
+    session_id, handoff_id = await escalate_by_api(
+        a, actors["jane"], title="Outlook password", summary="Outlook keeps asking for the password"
+    )
+    context = f"/sessions/{session_id}/handoffs/{handoff_id}"
+    jane = await window(a, "jane@acme.test", path=f"/sessions/{session_id}")
+    sam = await window(b, "sam@acme.test")
+    ada = await window(a, "ada@acme.test", path=context)
+    for console in (jane, sam, ada):
+        await console.wait_live()
+        await console.mark()
+    notice = jane.page.locator("#session-notice")
+    history = jane.page.locator("#session-handoffs")
+    jane_bell = jane.page.locator("#bell-count")
+    await expect(notice).to_contain_text("waiting for a senior")
+    await expect(history).to_contain_text("waiting for a senior")
+    await expect(jane_bell).to_be_hidden()
+    # Jane created it: she may withdraw it, not pick it up (seen on the context screen).
+    jane_context = await window(b, "jane@acme.test", path=context)
+    await expect(jane_context.page.get_by_role("button", name="Withdraw")).to_be_visible()
+    await expect(jane_context.page.get_by_role("button", name="Pick up")).to_have_count(0)
+    await jane_context.close()
+
+    # 1. Sam picks it up from the queue.
+    await sam.page.locator(f'.card[data-id="{handoff_id}"] [data-action="claim"]').click()
+    await sam.page.wait_for_url(re.compile(rf"{context}$"))
+    await sam.wait_live()
+    await sam.mark()  # from here on his context screen follows by itself
+    await expect(notice).to_contain_text("Sam Senior is on it")
+    await expect(history).to_contain_text("Sam Senior is on it")
+    await expect(notice).not_to_contain_text("waiting")
+    await expect(history).not_to_contain_text("waiting")
+    await expect(jane_bell).to_have_text("1")
+    await expect(ada.page.locator(".status-bar")).to_contain_text("Sam Senior picked this up")
+    await jane.page.screenshot(path=artifact("lifecycle-1-picked-up.png"), full_page=True)
+
+    # 2. Sam asks a question; it appears on Jane's page, as text, with its line break.
+    await sam.page.get_by_label("Add a comment").fill("Does it happen on webmail too?\nOr only in the app?")
+    await sam.page.get_by_role("button", name="Comment", exact=True).click()
+    jane_comments = jane.page.locator("#comments .comment")
+    await expect(jane_comments).to_have_count(1)
+    await expect(jane_comments.first.locator(".comment-author")).to_have_text("Sam Senior")
+    assert await jane_comments.first.locator(".comment-body").inner_text() == (
+        "Does it happen on webmail too?\nOr only in the app?"
+    )
+    await expect(jane_bell).to_have_text("2")
+
+    # 3. Jane answers from her session page; HTML in it stays text on Sam's screen.
+    await jane.page.get_by_label("Add a comment").fill("Only in the app <b>desktop</b>, webmail is fine")
+    await jane.page.get_by_role("button", name="Comment", exact=True).click()
+    sam_comments = sam.page.locator("#comments .comment")
+    await expect(sam_comments).to_have_count(2)
+    await expect(sam_comments.nth(1)).to_contain_text("Only in the app <b>desktop</b>, webmail is fine")
+    await expect(sam_comments.nth(1).locator("b")).to_have_count(0)
+    await expect(jane_comments).to_have_count(2)  # her own, once (the answer and the event name one id)
+    await expect(sam.page.locator("#part-timeline")).to_contain_text("Jane Doe commented")
+    await sam.page.evaluate("window.scrollTo(0, 0)")  # else the sticky header lands mid-picture
+    await sam.page.screenshot(path=artifact("lifecycle-2-comments.png"), full_page=True)
+
+    # 4. Sam hands it to Ada, with a note.
+    await sam.page.get_by_label("Hand it to").select_option(label="Ada Admin (admin)")
+    await sam.page.get_by_role("textbox", name="Note").fill("Needs Exchange admin rights")
+    await sam.page.get_by_role("button", name="Reassign").click()
+    await expect(sam.page.locator(".status-bar")).to_contain_text("Ada Admin picked this up")
+    await expect(sam.page.get_by_role("button", name="Resolve")).to_have_count(0)  # no longer his
+    await expect(ada.page.locator(".status-bar")).to_contain_text("You picked this up")
+    await expect(ada.page.locator("#part-timeline")).to_contain_text(
+        "Sam Senior handed this to Ada Admin: Needs Exchange admin rights"
+    )
+    await expect(notice).to_contain_text("Ada Admin is on it")
+    await expect(history).to_contain_text("Ada Admin is on it")
+    await expect(jane_bell).to_have_text("3")
+
+    # 5. Ada resolves it.
+    await ada.page.get_by_label("Resolution").fill("Removed the stale **credential manager** entry")
+    await ada.page.get_by_label("Outcome").select_option("workaround")
+    await ada.page.get_by_role("button", name="Resolve").click()
+    await expect(ada.page.locator(".status-bar")).to_contain_text("Resolved by Ada Admin (workaround)")
+    await expect(ada.page.locator(".status-bar .resolution strong")).to_have_text("credential manager")
+    await expect(ada.page.locator("#part-timeline .tl").last).to_contain_text(
+        "Ada Admin resolved it (workaround)"
+    )
+    await ada.page.evaluate("window.scrollTo(0, 0)")
+    await ada.page.screenshot(path=artifact("lifecycle-3-resolved-context.png"), full_page=True)
+    await expect(notice).to_contain_text("Resolved by Ada Admin (workaround)")
+    await expect(notice.locator(".notice-quote strong")).to_have_text("credential manager")
+    await expect(history).to_contain_text("resolved by Ada Admin (workaround)")
+    await expect(jane.page.locator("#session-status")).to_have_text("Resolved")
+    await expect(jane_bell).to_have_text("4")
+    await jane.page.screenshot(path=artifact("lifecycle-4-junior-resolved.png"), full_page=True)
+
+    # Jane's bell tells the story, newest first.
+    await jane.page.get_by_role("button", name="Notifications, 4 unread").click()
+    titles = jane.page.locator("#bell-list .notif-title")
+    await expect(titles).to_have_count(4)
+    await expect(titles.first).to_contain_text("Ada Admin resolved")
+    await expect(jane.page.locator("#bell-list .notif-state").first).to_have_text("Resolved")
+    await jane.page.screenshot(path=artifact("lifecycle-5-junior-bell.png"))
+    # Ada's own bell: the escalation she was sent reads as resolved, not as waiting.
+    await ada.page.get_by_role("button", name=re.compile(r"^Notifications")).click()
+    escalation = ada.page.locator("#bell-list .notif").filter(has_text="Escalation from Jane")
+    await expect(escalation.locator(".notif-state")).to_have_text("Resolved")
+    await ada.page.screenshot(path=artifact("lifecycle-6-admin-bell.png"))
+
+    for console in (jane, sam, ada):
+        assert await console.same_document(), console.email
+        assert console.errors == [], f"{console.email}: {console.errors}"
+
+
+async def test_a_lost_race_shows_the_servers_reason(
+    window: Open, replicas: list[str], actors: dict[str, Actor]
+) -> None:
+    session_id, handoff_id = await escalate_by_api(replicas[0], actors["jane"], summary="Scanner jams")
+    context = f"/sessions/{session_id}/handoffs/{handoff_id}"
+    actions = f"/api/v1/ai-sessions/{session_id}/handoffs/{handoff_id}"
+    # Sam's and Olivia's pages hear no events: the other side's change has not reached them yet.
+    sam = await window(replicas[1], "sam@acme.test")
+    olivia = await window(replicas[1], "olivia@acme.test")
+    for console in (sam, olivia):
+        await console.page.route("**/escalations/stream*", lambda route: route.abort())
+        await console.page.goto(context)
+    async with httpx.AsyncClient(base_url=replicas[0], headers=actors["ada"].headers) as ada:
+        assert (await ada.post(f"{actions}/claim")).status_code == 200
+        # Sam clicks Pick up on what his page still shows as open: he reads who won.
+        await sam.page.get_by_role("button", name="Pick up").click()
+        error = sam.page.locator("#action-error")
+        await expect(error).to_have_text(re.compile(r"^Ada picked this up \d+ s ago\.$"))
+        await expect(sam.page.locator(".status-bar")).to_contain_text("Ada Admin picked this up")
+        await expect(sam.page.get_by_role("button", name="Pick up")).to_have_count(0)
+
+        # Olivia (owner) resolves what Ada resolved a moment before: the 409's detail, in words.
+        await olivia.page.reload()
+        await olivia.page.get_by_label("Resolution").fill("Cleaned the rollers")
+        resolved = await ada.post(f"{actions}/resolve", json={"resolution": "Replaced the rollers"})
+        assert resolved.status_code == 200, resolved.text
+    await olivia.page.get_by_role("button", name="Resolve").click()
+    error = olivia.page.locator("#action-error")
+    await expect(error).to_have_text("Only a claimed handoff can be resolved. It is resolved.")
+    await expect(olivia.page.locator(".status-bar")).to_contain_text("Resolved by Ada Admin (fixed)")
+    await olivia.page.screenshot(path=artifact("lost-race.png"))
+    for console in (sam, olivia):
+        assert console.errors == [], f"{console.email}: {console.errors}"
+
+
+async def test_queue_switch_search_and_for_you_cards(
+    window: Open, replicas: list[str], actors: dict[str, Actor]
+) -> None:
+    a, b = replicas
+    _, printer = await escalate_by_api(a, actors["jane"], summary="Printer offline")
+    async with httpx.AsyncClient(base_url=a, headers=actors["jane"].headers) as http:
+        session = (
+            await http.post("/api/v1/ai-sessions", json={"title": "VPN", "problem_summary": "VPN drops"})
+        ).json()
+        body = {"intent": "escalate", "priority": "high", "target_user_id": str(actors["sam"].id)}
+        targeted = (await http.post(f"/api/v1/ai-sessions/{session['id']}/handoff", json=body)).json()["id"]
+    sam = await window(b, "sam@acme.test")
+    await sam.wait_live()
+    await sam.mark()
+    page = sam.page
+    cards = page.locator(".card")
+    await expect(cards).to_have_count(2)
+    card = page.locator(f'.card[data-id="{targeted}"]')
+    await expect(card).to_have_class(re.compile(r"\bis-for-you\b"))
+    await expect(card.locator('[data-slot="for-you"]')).to_be_visible()
+    await expect(page.locator(f'.card[data-id="{printer}"] [data-slot="for-you"]')).to_be_hidden()
+
+    await page.get_by_role("button", name="Mine").click()
+    await expect(cards).to_have_count(1)
+    await expect(card).to_be_visible()
+    await page.get_by_role("button", name="All open").click()
+    await expect(cards).to_have_count(2)
+    await page.get_by_label("Search the queue").fill("printer")
+    await page.get_by_role("button", name="Search").click()
+    await expect(cards).to_have_count(1)
+    await expect(page.locator(f'.card[data-id="{printer}"]')).to_be_visible()
+    await page.get_by_label("Search the queue").fill("")
+    await page.get_by_role("button", name="Search").click()
+    await expect(cards).to_have_count(2)
+
+    # Someone claims the printer: its card leaves; released, it comes back; resolved, it is in Resolved.
+    actions = f"/api/v1/ai-sessions/{session['id']}/handoffs/{targeted}"
+    async with httpx.AsyncClient(base_url=a, headers=actors["ada"].headers) as ada:
+        assert (await ada.post(f"{actions}/claim")).status_code == 200
+        await expect(card).to_have_count(0)
+        assert (await ada.post(f"{actions}/release", json={"reason": "Not mine"})).status_code == 200
+        await expect(card).to_have_count(1)
+        assert (await ada.post(f"{actions}/claim")).status_code == 200
+        await expect(card).to_have_count(0)
+        resolved = await ada.post(
+            f"{actions}/resolve", json={"resolution": "New VPN profile", "outcome": "fixed"}
+        )
+        assert resolved.status_code == 200
+    await page.get_by_role("button", name="Resolved").click()
+    await expect(cards).to_have_count(1)
+    await expect(card.locator('[data-slot="resolution"]')).to_have_text(
+        "Resolved by Ada Admin (fixed): New VPN profile"
+    )
+    await expect(card.locator('[data-action="claim"]')).to_have_count(0)
+    await page.screenshot(path=artifact("queue-resolved.png"))
+    assert await sam.same_document()
+    assert sam.errors == [], sam.errors

@@ -135,6 +135,7 @@ async def test_context_screen_and_its_live_parts(api: Api) -> None:
         "sessionId": session["id"],
         "assessmentStatus": "pending",
         "claimedBy": None,
+        "state": "open",
     }
     # Jane reads her own handoff, but does not pick it up herself.
     assert 'data-action="claim"' not in (await api.call("jane", "GET", path)).text
@@ -167,12 +168,29 @@ async def test_user_text_is_escaped_everywhere(api: Api) -> None:
         await add_message(api, session["id"], role, f"{evil} [x](javascript:alert(3))")
     handoff = await api.hand_off(session["id"], engineer_notes=evil)
     context = f"/sessions/{session['id']}/handoffs/{handoff['id']}"
+    actions = f"/api/v1/ai-sessions/{session['id']}/handoffs/{handoff['id']}"
+    for who in ("jane", "sam"):
+        response = await api.call(
+            who, "POST", f"{actions}/comments", json={"body": f"{evil} [x](javascript:alert(3))"}
+        )
+        assert response.status_code == 201, response.text
+    assert (await api.call("sam", "POST", f"{actions}/claim")).status_code == 200
+    sam_resolves = await api.call(
+        "sam", "POST", f"{actions}/resolve", json={"resolution": f"{evil} [x](javascript:alert(3))"}
+    )
+    assert sam_resolves.status_code == 200, sam_resolves.text
     for who, path in [
         ("jane", "/"),
         ("jane", f"/sessions/{session['id']}"),
+        ("jane", f"/sessions/{session['id']}/parts/state"),
         ("sam", "/"),
         ("sam", context),
         ("sam", f"{context}/parts/documentation"),
+        ("sam", f"{context}/parts/comments"),
+        ("sam", f"{context}/parts/timeline"),
+        ("sam", f"{context}/parts/status"),
+        ("victor", "/handoffs"),
+        ("victor", context),
     ]:
         body = (await api.call(who, "GET", path)).text
         assert "<script>alert(1)" not in body, path
@@ -183,7 +201,19 @@ async def test_user_text_is_escaped_everywhere(api: Api) -> None:
     sam = (await api.call("sam", "GET", context)).text
     # Notes and messages go through the Markdown filter: the same text, escaped, inside its paragraph.
     assert f"<p>{html.escape(evil, quote=False)}</p>" in sam
-    assert page_data((await api.call("sam", "GET", "/")).text)["queue"][0]["problem_summary"] == evil
+    # Comments and the resolution are Markdown too: escaped, inside their paragraph.
+    comments = (await api.call("sam", "GET", f"{context}/parts/comments")).text
+    assert comments.count(f"<p>{html.escape(evil, quote=False)} [x](javascript:alert(3))</p>") == 2
+    status = (await api.call("jane", "GET", f"{context}/parts/status")).text
+    assert (
+        f'<div class="resolution md"><p>{html.escape(evil, quote=False)} [x](javascript:alert(3))</p>'
+        in status
+    )
+    # Plain text where a line is quoted: the timeline, the session's notice, the handoffs list.
+    timeline = (await api.call("jane", "GET", f"{context}/parts/timeline")).text
+    assert html.escape(evil) in timeline
+    listing = (await api.call("victor", "GET", "/handoffs")).text
+    assert html.escape(evil) in listing
 
 
 async def test_messages_and_notes_render_markdown_and_tool_output_stays_verbatim(api: Api) -> None:
@@ -202,3 +232,153 @@ async def test_messages_and_notes_render_markdown_and_tool_output_stays_verbatim
         assert re.search(r'<time datetime="[0-9T:.\-]+Z" data-clock>\d\d:\d\d UTC</time>', body), path
     context = (await api.call("sam", "GET", f"/sessions/{session['id']}/handoffs/{handoff['id']}")).text
     assert '<div class="notes md"><p>Rebuilt the profile: <em>still</em> failing</p></div>' in context
+
+
+def action_names(body: str) -> set[str]:
+    """The actions a page offers: buttons and forms with ``data-action``, and a comment box."""
+    found = set(re.findall(r'data-action="([a-z]+)"', body))
+    if "data-comment-form" in body:
+        found.add("comment")
+    return found
+
+
+async def test_each_role_is_offered_only_what_it_may_do_on_the_context_screen(api: Api) -> None:
+    session, handoff = await api.escalated("jane")
+    path = f"/sessions/{session['id']}/handoffs/{handoff['id']}"
+    actions = f"/api/v1/ai-sessions/{session['id']}/handoffs/{handoff['id']}"
+    offered = {
+        who: action_names((await api.call(who, "GET", path)).text) for who in ("jane", "sam", "ada", "victor")
+    }
+    assert offered == {
+        "jane": {"withdraw", "comment"},  # the creator withdraws; she does not pick up her own
+        "sam": {"claim", "comment"},
+        "ada": {"claim", "comment"},
+        "victor": set(),  # read-only
+    }
+
+    assert (await api.call("sam", "POST", f"{actions}/claim")).status_code == 200
+    offered = {
+        who: action_names((await api.call(who, "GET", path)).text)
+        for who in ("jane", "sam", "ada", "olivia", "victor")
+    }
+    assert offered == {
+        "jane": {"comment"},  # claimed: too late to withdraw
+        "sam": {"resolve", "reassign", "release", "comment"},  # the claimer
+        "ada": {"resolve", "reassign", "release", "comment"},  # an admin
+        "olivia": {"resolve", "reassign", "release", "comment"},  # the owner
+        "victor": set(),
+    }
+    sam_page = (await api.call("sam", "GET", path)).text
+    # The colleague picker: active engineers, admins and owners, not the claimer, not the creator.
+    picker = re.search(r'<select id="reassign-to".*?</select>', sam_page, re.S)
+    assert picker
+    assert re.findall(r">([A-Z][a-z]+ [A-Z][a-z]+) \(", picker.group(0)) == ["Ada Admin", "Olivia Owner"]
+    assert "<strong>Sam Senior</strong> picked this up" in (await api.call("jane", "GET", path)).text
+
+    resolved = await api.call(
+        "ada",
+        "POST",
+        f"{actions}/resolve",
+        json={"resolution": "Cleared the **OST** cache", "outcome": "workaround"},
+    )
+    assert resolved.status_code == 200, resolved.text
+    for who in ("jane", "sam", "ada"):
+        body = (await api.call(who, "GET", path)).text
+        assert action_names(body) == {"comment"}, who
+        assert "<strong>Resolved by Ada Admin</strong> (workaround)" in body
+        assert "<p>Cleared the <strong>OST</strong> cache</p>" in body
+    timeline = (await api.call("victor", "GET", f"{path}/parts/timeline")).text
+    texts = [" ".join(t.split()) for t in re.findall(r'<span class="tl-text">(.*?)</span>', timeline, re.S)]
+    assert texts[:3] == [
+        "Jane Doe escalated this",
+        "Sam Senior picked this up",
+        "Ada Admin resolved it (workaround): <q>Cleared the **OST** cache</q>",
+    ]
+
+
+async def test_the_juniors_session_page_tells_one_story_of_its_handoff(api: Api) -> None:
+    session, handoff = await api.escalated("jane")
+    page = f"/sessions/{session['id']}"
+    actions = f"/api/v1/ai-sessions/{session['id']}/handoffs/{handoff['id']}"
+
+    async def story() -> tuple[str, str]:
+        body = (await api.call("jane", "GET", f"{page}/parts/state")).text
+        notice = re.search(
+            r'data-fill="session-notice">(.*?)</div>\s*<div data-fill="session-status"', body, re.S
+        )
+        history = re.search(r'data-fill="session-handoffs">(.*)', body, re.S)
+        assert notice
+        assert history
+        flat = lambda text: " ".join(re.sub(r"<[^>]+>", " ", text).split())  # noqa: E731
+        return flat(notice.group(1)), flat(history.group(1))
+
+    notice, history = await story()
+    assert "waiting for a senior" in notice
+    assert "waiting for a senior" in history
+    assert (await api.call("sam", "POST", f"{actions}/claim")).status_code == 200
+    notice, history = await story()
+    assert notice.startswith("Sam Senior is on it")
+    assert "Sam Senior is on it" in history
+    assert "waiting" not in notice + history
+    reassigned = await api.call("sam", "POST", f"{actions}/reassign", json={"to_user_id": str(api["ada"].id)})
+    assert reassigned.status_code == 200, reassigned.text
+    notice, history = await story()
+    assert notice.startswith("Ada Admin is on it")
+    assert "Ada Admin is on it" in history
+    await api.call(
+        "ada", "POST", f"{actions}/resolve", json={"resolution": "Rebuilt the OST", "outcome": "fixed"}
+    )
+    notice, history = await story()
+    assert notice.startswith("Resolved by Ada Admin (fixed): Rebuilt the OST")
+    assert "resolved by Ada Admin (fixed)" in history
+
+    body = (await api.call("jane", "GET", page)).text
+    assert 'id="handoff-form"' in body  # resolved: she may hand it off again
+    assert "data-comment-form" in body  # and still talk on the thread, from her page
+    assert f'href="/sessions/{session["id"]}/handoffs/{handoff["id"]}#comments"' in body
+
+
+async def test_the_creator_may_withdraw_while_it_waits(api: Api) -> None:
+    session, handoff = await api.escalated("jane")
+    page = f"/sessions/{session['id']}"
+    withdrawn = await api.call(
+        "jane", "POST", f"/api/v1/ai-sessions/{session['id']}/handoffs/{handoff['id']}/withdraw",
+        json={"reason": "A reboot fixed it"},
+    )  # fmt: skip
+    assert withdrawn.status_code == 200, withdrawn.text
+    body = (await api.call("jane", "GET", f"{page}/handoffs/{handoff['id']}")).text
+    assert "<strong>Withdrawn by Jane Doe</strong>" in body
+    assert "A reboot fixed it" in body
+    assert action_names(body) == {"comment"}
+
+
+async def test_viewers_read_the_handoffs_list_and_detail_without_actions(api: Api) -> None:
+    session, handoff = await api.escalated("jane")
+    other, resolved = await api.escalated("jane")
+    actions = f"/api/v1/ai-sessions/{other['id']}/handoffs/{resolved['id']}"
+    await api.call("sam", "POST", f"{actions}/claim")
+    await api.call("sam", "POST", f"{actions}/resolve", json={"resolution": "Replaced the toner"})
+
+    listing = await api.call("victor", "GET", "/handoffs")
+    assert listing.status_code == 200
+    rows = re.findall(r'<li class="handoff-row" data-id="([0-9a-f-]+)" data-state="(\w+)"', listing.text)
+    assert rows == [(resolved["id"], "resolved"), (handoff["id"], "open")]  # newest first
+    assert "resolved by Sam Senior (fixed)" in listing.text
+    assert action_names(listing.text) == set()
+    only = await api.call("victor", "GET", "/handoffs", params={"state": "resolved", "q": "toner"})
+    assert re.findall(r'class="handoff-row" data-id="([0-9a-f-]+)"', only.text) == [resolved["id"]]
+    assert (
+        'data-id="' not in (await api.call("victor", "GET", "/handoffs", params={"q": "nothingmatches"})).text
+    )
+    # "Any state" sends state=; it is not an error.
+    assert (await api.call("victor", "GET", "/handoffs", params={"state": ""})).status_code == 200
+
+    for h, s in ((handoff, session), (resolved, other)):
+        detail = await api.call("victor", "GET", f"/sessions/{s['id']}/handoffs/{h['id']}")
+        assert detail.status_code == 200
+        assert action_names(detail.text) == set()
+        assert 'id="part-timeline"' in detail.text
+        assert page_data(detail.text)["stream"] is False
+    home = (await api.call("victor", "GET", "/")).text
+    assert 'href="/handoffs"' in home
+    assert (await api.call("gus", "GET", "/handoffs")).text.count('class="handoff-row"') == 0

@@ -26,6 +26,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 
 from handoffs.deps import CurrentUser, DbSession
+from handoffs.enums import HandoffState
 from handoffs.errors import DomainError
 from handoffs.events import EventBus
 from handoffs.runtime import STATE_KEY, Runtime
@@ -43,7 +44,7 @@ PAGE_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 
-Part = Literal["status", "assessment", "documentation"]
+Part = Literal["status", "assessment", "documentation", "timeline", "comments"]
 
 
 def provide_bus(state: State) -> EventBus | None:
@@ -133,7 +134,32 @@ class ConsoleController(Controller):
         views: NamedDependency[ConsoleViews],
     ) -> Template:
         """One live part of the context screen, re-rendered when its stream event arrives."""
-        return Template(f"parts/{part}.html.j2", context=await views.handoff_parts(session_id, handoff_id))
+        context = await views.handoff_parts(session_id, handoff_id)
+        if part == "comments":
+            context["comments"] = await views.comments_of(session_id, context["handoff"])
+        return Template(f"parts/{part}.html.j2", context=context)
+
+    @get("/sessions/{session_id:uuid}/parts/state")
+    async def session_state(
+        self, session_id: FromPath[UUID], views: NamedDependency[ConsoleViews]
+    ) -> Template:
+        """The session page's handoff state (notice, status pill, handoffs list), from one read."""
+        return Template("parts/session_state.html.j2", context=await views.session_state(session_id))
+
+    @get("/handoffs")
+    async def handoffs(
+        self,
+        views: NamedDependency[ConsoleViews],
+        state_: Annotated[str | None, QueryParameter(name="state")] = None,
+        q: FromQuery[str | None] = None,
+        cursor: FromQuery[str | None] = None,
+    ) -> Template:
+        """The account's handoffs, newest first, for every role (viewers read them here)."""
+        # The filter form sends ``state=`` for "any state"; an unknown value reads as any too.
+        state = HandoffState(state_) if state_ in set(HandoffState) else None
+        return Template(
+            "handoffs.html.j2", context=await views.handoffs_list(state=state, q=q, cursor=cursor)
+        )
 
     @get("/parts/sidebar")
     async def sidebar(

@@ -21,17 +21,29 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.db.models import Account, SessionHandoff, User
 from handoffs.domain.accounts.service import UserService
-from handoffs.domain.handoffs.search import read_queue
+from handoffs.domain.handoffs.comments import HandoffComments
+from handoffs.domain.handoffs.schemas import CommentOut, HandoffPage, TimelineEntryOut
+from handoffs.domain.handoffs.search import SearchFilters, read_queue, search_handoffs
 from handoffs.domain.handoffs.service import HandoffService
+from handoffs.domain.handoffs.timeline import read_timeline
 from handoffs.domain.notifications.service import NotificationService
 from handoffs.domain.sessions.service import SessionService
-from handoffs.enums import SENIOR_ROLES, AssessmentStatus, Role, SessionStatus
+from handoffs.enums import SENIOR_ROLES, AssessmentStatus, HandoffState, Outcome, Role, SessionStatus
 from handoffs.events import EventBus
+from handoffs.web.filters import label
 
 log = logging.getLogger(__name__)
 
 #: Message roles as the transcript labels them.
 ROLE_LABELS = {"user": "Engineer", "assistant": "AI assistant", "tool": "Tool output"}
+#: What a resolver may pick (``withdrawn`` is the creator's withdraw only), as the form offers them.
+OUTCOMES = [
+    (Outcome.fixed, "Fixed"),
+    (Outcome.workaround, "Workaround"),
+    (Outcome.not_reproducible, "Not reproducible"),
+    (Outcome.duplicate, "Duplicate"),
+    (Outcome.other, "Other"),
+]
 
 
 class ConsoleViews:
@@ -101,28 +113,46 @@ class ConsoleViews:
 
     async def session_page(self, session_id: UUID) -> dict[str, Any]:
         context = await self.chrome("session", current_session_id=session_id)
-        session = await self.sessions.get_visible(self.user, session_id)
-        handoffs = await self.handoffs.list_for_session(self.user, session_id)
-        people = await self._people()
-        open_handoff = next((h for h in handoffs if h.claimed_by is None), None)
+        context.update(await self.session_state(session_id))
+        session = context["session"]
+        people = context["people"]
+        current: SessionHandoff | None = context["current_handoff"]
         mine = session.owner_id == self.user.id
-        writable = session.status != SessionStatus.resolved
         context.update(
-            session=session,
             transcript=transcript_of(await self.sessions.messages(session)),
-            handoffs=handoffs,
-            open_handoff=open_handoff,
-            people=people,
             role_labels=ROLE_LABELS,
             owner_name=_name(people, session.owner_id),
-            can_write=writable and self.user.id in (session.owner_id, session.assignee_id),
-            can_hand_off=writable and mine and open_handoff is None,
+            can_write=session.status != SessionStatus.resolved
+            and self.user.id in (session.owner_id, session.assignee_id),
+            # One unresolved handoff per session; after a resolve the owner may hand it off again.
+            can_hand_off=mine and (current is None or current.state == HandoffState.resolved),
             targets=[
                 u for u in people.values() if u.is_active and u.role in SENIOR_ROLES and u.id != self.user.id
             ],
+            comments=await self.comments_of(session_id, current) if current else [],
+            can_comment=current is not None and self._may_comment(current),
         )
         context["page_data"]["sessionId"] = str(session.id)
+        context["page_data"]["handoffIds"] = [str(h.id) for h in context["handoffs"]]
+        context["page_data"]["currentHandoffId"] = str(current.id) if current else None
         return context
+
+    async def session_state(self, session_id: UUID) -> dict[str, Any]:
+        """The session's handoff state: the notice, the status pill and the handoffs list.
+
+        One read renders all three (and their live part), so they never disagree.
+        """
+        session = await self.sessions.get_visible(self.user, session_id)
+        handoffs = await self.handoffs.list_for_session(self.user, session_id)
+        people = await self._people()
+        return {
+            "session": session,
+            "handoffs": handoffs,
+            # Newest first: the one the notice and the comments are about.
+            "current_handoff": handoffs[0] if handoffs else None,
+            "people": people,
+            "now": datetime.now(UTC),
+        }
 
     async def handoff_page(self, session_id: UUID, handoff_id: UUID) -> dict[str, Any]:
         context = await self.chrome("handoff", current_session_id=session_id)
@@ -133,7 +163,10 @@ class ConsoleViews:
             "sessionId": str(handoff.session_id),
             "assessmentStatus": handoff.assessment_status.value,
             "claimedBy": str(handoff.claimed_by) if handoff.claimed_by else None,
+            "state": handoff.state.value,
         }
+        context["comments"] = await self.comments_of(session_id, handoff)
+        context["can_comment"] = self._may_comment(handoff)
         return context
 
     async def handoff_parts(self, session_id: UUID, handoff_id: UUID) -> dict[str, Any]:
@@ -152,17 +185,73 @@ class ConsoleViews:
             "creator_name": _name(people, handoff.created_by),
             "claimer_name": _name(people, handoff.claimed_by) if handoff.claimed_by else None,
             "target_name": _name(people, handoff.target_user_id) if handoff.target_user_id else None,
+            "resolver_name": _name(people, handoff.resolved_by) if handoff.resolved_by else None,
             "transcript": snapshot.get("messages") or [],
             "role_labels": ROLE_LABELS,
             "assessment": assessment,
             "package": session.escalation_package or {},
             "is_pending": handoff.assessment_status == AssessmentStatus.pending,
-            "can_claim": self.is_senior and handoff.claimed_by is None and handoff.created_by != self.user.id,
-            "can_release": handoff.claimed_by is not None
-            and (handoff.claimed_by == self.user.id or self.user.role.at_least(Role.admin)),
             "now": datetime.now(UTC),
             "user": self.user,
+            "outcomes": OUTCOMES,
+            "timeline": timeline_lines(
+                await read_timeline(self.db, self.user.account_id, handoff.id), people
+            ),
+            **self._permissions(handoff, people),
         }
+
+    def _permissions(self, handoff: SessionHandoff, people: dict[UUID, User]) -> dict[str, Any]:
+        """What the signed-in user may do to the handoff now: the API's rules, so no button answers 403."""
+        user = self.user
+        claimed = handoff.state == HandoffState.claimed
+        works_it = claimed and (handoff.claimed_by == user.id or user.role.at_least(Role.admin))
+        return {
+            "can_claim": self.is_senior
+            and handoff.state == HandoffState.open
+            and handoff.created_by != user.id,
+            "can_release": works_it,
+            "can_resolve": works_it,
+            "can_reassign": works_it,
+            "can_withdraw": handoff.state == HandoffState.open and handoff.created_by == user.id,
+            "reassign_targets": [
+                u
+                for u in people.values()
+                if u.is_active
+                and u.role in SENIOR_ROLES
+                and u.id not in (handoff.claimed_by, handoff.created_by)
+            ]
+            if works_it
+            else [],
+        }
+
+    def _may_comment(self, handoff: SessionHandoff) -> bool:
+        # The API lets engineers and up comment (the creator always is one); viewers only read.
+        return self.user.role.at_least(Role.engineer) or handoff.created_by == self.user.id
+
+    async def comments_of(self, session_id: UUID, handoff: SessionHandoff) -> list[CommentOut]:
+        return await HandoffComments(self.db).list(self.user, session_id, handoff.id)
+
+    async def handoffs_list(
+        self, *, state: HandoffState | None, q: str | None, cursor: str | None
+    ) -> dict[str, Any]:
+        """The account's handoffs, newest first (every role, viewers included): the read-only list."""
+        context = await self.chrome("handoffs")
+        page: HandoffPage = await search_handoffs(
+            self.db, self.user, SearchFilters(state=state, q=q, limit=25, cursor=cursor)
+        )
+        context.update(
+            items=page.items,
+            next_cursor=page.next_cursor,
+            state=state.value if state else "",
+            q=q or "",
+            states=[
+                ("", "Any state"),
+                ("open", "Waiting"),
+                ("claimed", "Being worked"),
+                ("resolved", "Resolved"),
+            ],
+        )
+        return context
 
     async def _people(self) -> dict[UUID, User]:
         """Everyone of the account, former colleagues included: history names them too."""
@@ -180,3 +269,76 @@ def _name(people: dict[UUID, User], user_id: UUID | None) -> str:
 def transcript_of(messages: Sequence[Any]) -> list[dict[str, Any]]:
     """Session messages in the shape of a handoff snapshot's, so one template renders both."""
     return [{"role": m.role.value, "content": m.content, "created_at": m.created_at} for m in messages]
+
+
+def timeline_lines(entries: Sequence[TimelineEntryOut], people: dict[UUID, User]) -> list[dict[str, Any]]:
+    """A handoff's timeline as sentences: ``Sam Senior picked this up``, ``Ada Admin resolved it (fixed)``.
+
+    Each line is ``{at, kind, text, quote}``: ``text`` and ``quote`` are plain text (the template
+    escapes them); ``quote`` is what someone wrote (a reason, a note, the resolution).
+    """
+    lines = []
+    for entry in entries:
+        text, quote = timeline_sentence(entry, people)
+        lines.append({"at": entry.at, "kind": entry.kind, "text": text, "quote": quote})
+    return lines
+
+
+def timeline_sentence(entry: TimelineEntryOut, people: dict[UUID, User]) -> tuple[str, str]:
+    d = entry.detail
+    who = entry.actor.name if entry.actor else "Someone"
+
+    def person(key: str) -> str:
+        value = d.get(key)
+        return str(value.get("name") or "a colleague") if isinstance(value, dict) else "a colleague"
+
+    match entry.kind:
+        case "created":
+            verb = "parked this in the team queue" if d.get("intent") == "park" else "escalated this"
+            target = d.get("target_user_id")
+            if target:
+                verb += f" for {_name(people, _uuid(target))}"
+            return f"{who} {verb}", ""
+        case "claimed":
+            return f"{who} picked this up", ""
+        case "released":
+            if isinstance(d.get("from_user"), dict) and d["from_user"].get("name") != who:
+                return f"{who} put this back in the queue (it was {person('from_user')}'s)", str(
+                    d.get("reason", "")
+                )
+            return f"{who} put this back in the queue", str(d.get("reason", ""))
+        case "reassigned":
+            return f"{who} handed this to {person('to_user')}", str(d.get("note", ""))
+        case "resolved":
+            outcome = label(d.get("outcome") or "fixed").lower()
+            return f"{who} resolved it ({outcome})", str(d.get("resolution", ""))
+        case "withdrawn":
+            return f"{who} withdrew it", str(d.get("reason", ""))
+        case "commented":
+            return f"{who} commented", str(d.get("excerpt", ""))
+        case "escalated":
+            level = d.get("level")
+            return (
+                f"Nobody had picked it up: stepped up to level {level}" if level else "Stepped up the ladder"
+            ), ""
+        case "assessment_ready":
+            source = "offline assessor" if d.get("source") == "offline" else "AI"
+            return f"The {source} assessment is ready", ""
+        case "assessment_failed":
+            return "The AI assessment failed", str(d.get("reason", ""))
+        case "emails_sent":
+            return "Emails went out", ""
+        case "psa_synced":
+            ticket = f" #{d['ticket']}" if d.get("ticket") else ""
+            return f"Ticket{ticket} updated in {d.get('vendor') or 'the PSA'}", ""
+        case "psa_failed":
+            return "Updating the PSA ticket failed", str(d.get("reason", ""))
+        case _:
+            return f"{who}: {label(entry.kind).lower()}", ""
+
+
+def _uuid(value: Any) -> UUID | None:
+    try:
+        return UUID(str(value))
+    except ValueError:
+        return None

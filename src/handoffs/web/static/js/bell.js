@@ -1,7 +1,25 @@
 // The bell: unread count, a panel of notifications, mark as read, live increments.
+// An escalation someone already took reads as taken ("Taken by Sam Senior"), not as waiting.
 
 import { api } from "./api.js";
 import { ago } from "./time.js";
+
+/** Entries that ask someone to pick a handoff up: they say whether it is still waiting. */
+const ASKS = new Set(["escalation", "parked", "escalated"]);
+/** The other kinds, as a short tag before the title. */
+const KIND_TAG = {
+  claimed: "Picked up",
+  released: "Back in the queue",
+  assigned: "Assigned to you",
+  resolved: "Resolved",
+  comment: "Comment",
+};
+const ACTOR = {
+  handoff_claimed: "claimed_by",
+  handoff_released: "released_by",
+  handoff_reassigned: "reassigned_by",
+  handoff_resolved: "resolved_by",
+};
 
 export class Bell {
   constructor({ stream, userId, unread }) {
@@ -30,6 +48,20 @@ export class Bell {
 
     stream.on("handoff_created", (event) => {
       if ((event.recipient_ids || []).includes(this.userId)) this.refresh();
+    });
+    // Whoever acts, the people concerned (creator, claimer, new claimer) get an entry in the
+    // same transaction as the event: re-read the count, unless this user did it.
+    this.takenBy = new Map();
+    for (const [type, field] of Object.entries(ACTOR)) {
+      stream.on(type, (event) => {
+        if (type === "handoff_claimed") this.takenBy.set(event.handoff_id, event.claimed_by?.name);
+        if (type === "handoff_reassigned") this.takenBy.set(event.handoff_id, event.to_user?.name);
+        if (event[field]?.id !== this.userId) this.refresh();
+        else if (this.isOpen()) this.load();
+      });
+    }
+    stream.on("handoff_commented", (event) => {
+      if (event.comment?.author?.id !== this.userId) this.refresh();
     });
     stream.on("resync", () => this.refresh());
     this.setCount(unread);
@@ -119,6 +151,8 @@ export class Bell {
     time.dateTime = n.created_at;
     time.dataset.ago = "";
     time.textContent = ago(n.created_at);
+    const state = this.stateTag(n);
+    if (state) text.append(state);
     text.append(link, time);
     li.append(dot, text);
     if (!n.read_at) {
@@ -133,6 +167,27 @@ export class Bell {
       li.append(document.createElement("span"));
     }
     return li;
+  }
+
+  /** "Waiting" / "Taken by Sam Senior" / "Resolved" for an ask; the kind's tag for the rest. */
+  stateTag(n) {
+    let text = null;
+    let state = n.handoff_state || "";
+    if (ASKS.has(n.kind)) {
+      if (state === "claimed") {
+        const who = this.takenBy.get(n.handoff_id);
+        text = who ? `Taken by ${who}` : "Taken";
+      } else if (state === "resolved") text = "Resolved";
+      else if (state === "open") text = "Waiting";
+    } else if (KIND_TAG[n.kind]) {
+      text = KIND_TAG[n.kind];
+      state = n.kind;
+    }
+    if (!text) return null;
+    const tag = document.createElement("span");
+    tag.className = `notif-state notif-state-${state || "none"}`;
+    tag.textContent = text;
+    return tag;
   }
 
   async onListClick(event) {

@@ -67,9 +67,10 @@ function refreshSidebar() {
 }
 function touchesSidebar(event) {
   const shown = sidebar.querySelector(`[data-session-id="${CSS.escape(event.session_id || "")}"]`);
-  return Boolean(shown) || event.claimed_by?.id === data.user.id || event.created_by?.id === data.user.id;
+  const me = data.user.id;
+  return Boolean(shown) || [event.claimed_by, event.created_by, event.to_user].some((who) => who?.id === me);
 }
-for (const type of ["handoff_created", "handoff_claimed", "handoff_released"]) {
+for (const type of ["handoff_created", "handoff_claimed", "handoff_released", "handoff_reassigned", "handoff_resolved"]) {
   stream.on(type, (event) => touchesSidebar(event) && refreshSidebar());
 }
 stream.on("resync", refreshSidebar);

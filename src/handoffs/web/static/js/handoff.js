@@ -1,8 +1,37 @@
-// The handoff context screen: its live parts (claim status, AI assessment, documentation)
-// are re-rendered by the server when their event arrives; no reload needed.
+// The handoff context screen: its live parts (status and actions, AI assessment, documentation,
+// timeline) are re-rendered by the server when their event arrives; no reload needed.
+// Comments are the CommentThread's (comments.js).
 
 import { api, fragment } from "./api.js";
+import { CommentThread } from "./comments.js";
 import { ago, firstName, renderTimes } from "./time.js";
+
+/** What the toast says when someone else moves the handoff on. */
+/** The page's user, for "handed this to you". */
+let me = "";
+const LIFECYCLE = {
+  handoff_claimed: (e) => `${firstName(e.claimed_by?.name)} picked this up.`,
+  handoff_released: (e) => `${firstName(e.released_by?.name)} put this back in the queue.`,
+  handoff_reassigned: (e) =>
+    `${firstName(e.reassigned_by?.name)} handed this to ${e.to_user?.id === me ? "you" : e.to_user?.name || "a colleague"}.`,
+  handoff_resolved: (e) =>
+    e.outcome === "withdrawn"
+      ? `${firstName(e.resolved_by?.name)} withdrew this handoff.`
+      : `${firstName(e.resolved_by?.name)} resolved this.`,
+};
+const ACTOR = {
+  handoff_claimed: "claimed_by",
+  handoff_released: "released_by",
+  handoff_reassigned: "reassigned_by",
+  handoff_resolved: "resolved_by",
+};
+const DONE = {
+  claim: "You picked this up.",
+  release: "Back in the team queue.",
+  reassign: "Handed on.",
+  resolve: "Resolved. The junior hears about it.",
+  withdraw: "Withdrawn.",
+};
 
 const POLL_MS = 5000;
 const POLL_FOR_MS = 10 * 60 * 1000;
@@ -13,29 +42,49 @@ export class HandoffScreen {
     this.sessionId = handoff.sessionId;
     this.state = handoff.assessmentStatus;
     this.userId = userId;
+    me = userId;
     this.toast = toast;
     const mine = (event) => event.handoff_id === this.id;
 
-    stream.on("handoff_assessment_ready", (event) => mine(event) && this.assessmentChanged());
-    stream.on("handoff_assessment_failed", (event) => mine(event) && this.assessmentChanged());
-    stream.on("handoff_claimed", (event) => {
-      if (!mine(event)) return;
-      this.refresh("status");
-      if (event.claimed_by && event.claimed_by.id !== this.userId) {
-        this.toast(`${firstName(event.claimed_by.name)} picked this up.`);
-      }
-    });
-    stream.on("handoff_released", (event) => mine(event) && this.refresh("status"));
+    for (const type of ["handoff_assessment_ready", "handoff_assessment_failed"]) {
+      stream.on(type, (event) => {
+        if (!mine(event)) return;
+        this.assessmentChanged();
+        this.refresh("timeline");
+      });
+    }
+    for (const type of Object.keys(LIFECYCLE)) {
+      stream.on(type, (event) => {
+        if (!mine(event)) return;
+        this.refresh("status");
+        this.refresh("timeline");
+        const actor = event[ACTOR[type]];
+        if (actor && actor.id !== this.userId) this.toast(LIFECYCLE[type](event));
+      });
+    }
+    stream.on("handoff_commented", (event) => mine(event) && this.refresh("timeline"));
     stream.on("resync", () => {
       this.refresh("status");
+      this.refresh("timeline");
+      this.refresh("comments");
       if (this.state === "pending") this.assessmentChanged();
     });
     if (!streaming && this.state === "pending") this.poll(Date.now());
 
-    document.getElementById("part-status").addEventListener("click", (event) => {
-      const button = event.target.closest("[data-action]");
-      if (button) this.act(button);
+    this.error = document.getElementById("action-error");
+    const status = document.getElementById("part-status");
+    status.addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-action]");
+      if (button) this.act(button.dataset.action, undefined, button);
     });
+    status.addEventListener("submit", (event) => {
+      const form = event.target.closest("form[data-action]");
+      if (!form) return;
+      event.preventDefault();
+      this.act(form.dataset.action, bodyOf(form), form.querySelector("[type=submit]"));
+    });
+    const thread = document.getElementById("comments");
+    if (thread) new CommentThread({ root: thread, stream });
   }
 
   async assessmentChanged() {
@@ -75,20 +124,33 @@ export class HandoffScreen {
     return container;
   }
 
-  async act(button) {
-    const action = button.dataset.action;
-    button.disabled = true;
+  async act(action, body, button) {
+    if (button) button.disabled = true;
+    this.error.hidden = true;
     try {
-      await api("POST", `/api/v1/ai-sessions/${this.sessionId}/handoffs/${this.id}/${action}`);
-      this.toast(action === "claim" ? "You picked this up." : "Back in the team queue.");
+      await api("POST", `/api/v1/ai-sessions/${this.sessionId}/handoffs/${this.id}/${action}`, body);
+      this.toast(DONE[action] || "Done.");
     } catch (error) {
-      if (error.status === 409 && error.body.claimed_by) {
-        const who = firstName(error.body.claimed_by.name);
-        this.toast(`${who} picked this up${error.body.claimed_at ? ` ${ago(error.body.claimed_at)}` : ""}.`);
-      } else {
-        this.toast(error.message);
+      // 403/409/400 say why in `detail` ("… already picked this up.", "… It is resolved."): show it as is.
+      let text = error.message;
+      if (error.status === 409 && error.body.claimed_by && error.body.claimed_at && action === "claim") {
+        text = `${firstName(error.body.claimed_by.name)} picked this up ${ago(error.body.claimed_at)}.`;
       }
+      this.error.textContent = text;
+      this.error.hidden = false;
+      if (button) button.disabled = false;
+      if (error.status === 400) return; // the form stays as typed, to correct it
     }
     await this.refresh("status");
+    await this.refresh("timeline");
   }
+}
+
+/** A form's fields as the API's JSON body; blank optional fields are left out. */
+function bodyOf(form) {
+  const body = {};
+  for (const [name, value] of new FormData(form)) {
+    if (typeof value === "string" && value.trim() !== "") body[name] = value;
+  }
+  return body;
 }

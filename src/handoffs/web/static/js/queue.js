@@ -1,5 +1,7 @@
 // The escalation queue: cards in server order (urgent first, then oldest), live arrivals
-// sliding in at their place, claimed cards leaving every open queue, "Pick up".
+// sliding in at their place, claimed, resolved and withdrawn cards leaving every open queue,
+// released ones coming back, "Pick up". A switch shows all open, mine (raised for me by name)
+// or the resolved ones; the search box filters any of them on the server.
 
 import { api } from "./api.js";
 import { ago, firstName, formatDuration, secondsSince } from "./time.js";
@@ -23,6 +25,26 @@ function itemFromEvent(event) {
   };
 }
 
+/** A row of GET /api/v1/handoffs (the resolved view) in the shape of a queue item. */
+function itemFromSearch(row) {
+  return { ...row, targeted_at_me: false };
+}
+
+const OUTCOME_TEXT = {
+  fixed: "fixed",
+  workaround: "workaround",
+  not_reproducible: "not reproducible",
+  duplicate: "duplicate",
+  other: "other",
+  withdrawn: "withdrawn",
+};
+
+const EMPTY_TEXT = {
+  open: "Nothing is waiting. New escalations appear here as they arrive.",
+  mine: "Nothing is waiting for you by name. Handoffs raised for you appear here.",
+  resolved: "No resolved handoffs yet.",
+};
+
 function snippet(text, length = 140) {
   const flat = (text || "").split(/\s+/).filter(Boolean).join(" ");
   return flat.length <= length ? flat : `${flat.slice(0, length).trimEnd()}…`;
@@ -43,6 +65,9 @@ export class Queue {
     this.again = false;
     this.noticeTimer = null;
 
+    this.view = "open";
+    this.q = "";
+
     this.reconcile(items, { animate: false });
     this.list.addEventListener("click", (event) => {
       const button = event.target.closest("[data-action=claim]");
@@ -50,10 +75,58 @@ export class Queue {
     });
     setInterval(() => this.tick(), 1000);
 
+    this.switches = [...document.querySelectorAll(".segmented [data-view]")];
+    for (const button of this.switches) {
+      button.addEventListener("click", () => this.show(button.dataset.view, this.q));
+    }
+    const search = document.getElementById("queue-search");
+    search?.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.show(this.view, search.elements.q.value.trim());
+    });
+
     stream.on("handoff_created", (event) => this.arrive(event));
-    stream.on("handoff_claimed", (event) => this.leave(event.handoff_id));
-    stream.on("handoff_released", () => this.reload());
+    stream.on("handoff_claimed", (event) => this.isOpenView() && this.leave(event.handoff_id));
+    stream.on("handoff_resolved", (event) => {
+      // A withdrawn open one leaves the open queue; the resolved view gains it.
+      if (this.isOpenView()) this.leave(event.handoff_id);
+      else this.reload();
+    });
+    stream.on("handoff_released", () => this.isOpenView() && this.reload());
     stream.on("resync", () => this.reload());
+  }
+
+  isOpenView() {
+    return this.view !== "resolved";
+  }
+
+  /** Switch the view (All open / Mine / Resolved) and the search; the server reads the list. */
+  show(view, q) {
+    this.view = view;
+    this.q = q;
+    this.list.dataset.view = view;
+    for (const button of this.switches) button.setAttribute("aria-pressed", String(button.dataset.view === view));
+    this.list.replaceChildren();
+    this.updateCount();
+    this.reload();
+  }
+
+  url() {
+    const params = new URLSearchParams();
+    if (this.q) params.set("q", this.q);
+    if (this.view === "resolved") {
+      params.set("state", "resolved");
+      params.set("limit", "50");
+      return `/api/v1/handoffs?${params}`;
+    }
+    if (this.view === "mine") params.set("mine", "true");
+    const query = params.toString();
+    return `/api/v1/ai-sessions/queue${query ? `?${query}` : ""}`;
+  }
+
+  async read() {
+    const data = await api("GET", this.url());
+    return this.view === "resolved" ? data.items.map(itemFromSearch) : data;
   }
 
   cards() {
@@ -117,10 +190,23 @@ export class Queue {
     const session = slot("session");
     if (item.session_title) session.textContent = item.session_title;
     else session.remove();
+    if (item.targeted_at_me || item.target_user_id === this.userId) {
+      card.classList.add("is-for-you");
+      slot("for-you").hidden = false;
+    }
 
     const button = card.querySelector("[data-action=claim]");
     button.setAttribute("aria-describedby", titleId);
-    if (item.created_by.id === this.userId) {
+    if (item.state === "resolved") {
+      card.classList.add("is-resolved");
+      card.dataset.resolvedAt = item.resolved_at || "";
+      const who = item.outcome === "withdrawn" ? "Withdrawn" : `Resolved by ${item.resolved_by?.name || "a colleague"}`;
+      const how = item.outcome && item.outcome !== "withdrawn" ? ` (${OUTCOME_TEXT[item.outcome] || item.outcome})` : "";
+      const resolution = slot("resolution");
+      resolution.textContent = `${who}${how}${item.resolution ? `: ${snippet(item.resolution, 200)}` : ""}`;
+      resolution.hidden = false;
+      button.remove();
+    } else if (item.created_by.id === this.userId) {
       // Your own escalation: read it, but picking it up yourself makes no sense.
       const own = document.createElement("span");
       own.className = "pill";
@@ -133,6 +219,10 @@ export class Queue {
 
   updateWaiting(card) {
     const waiting = card.querySelector('[data-slot="waiting"]');
+    if (card.dataset.resolvedAt !== undefined) {
+      waiting.textContent = card.dataset.resolvedAt ? `resolved ${ago(card.dataset.resolvedAt)}` : "resolved";
+      return;
+    }
     waiting.textContent = `waiting ${formatDuration(secondsSince(card.dataset.createdAt))}`;
   }
 
@@ -160,6 +250,12 @@ export class Queue {
   }
 
   arrive(event) {
+    if (!this.isOpenView()) return;
+    if (this.view === "mine" && event.target_user_id !== this.userId) return;
+    if (this.q) {
+      this.reload(); // only the server knows whether it matches the search
+      return;
+    }
     if (this.find(event.handoff_id)) return; // a replayed event the page already shows
     const card = this.build(itemFromEvent(event));
     const key = Queue.key(card);
@@ -216,7 +312,8 @@ export class Queue {
 
   updateCount() {
     const n = this.cards().length;
-    this.countEl.textContent = `${n} open`;
+    this.countEl.textContent = `${n} ${this.view === "resolved" ? "resolved" : "open"}`;
+    this.empty.textContent = this.q ? "Nothing matches the search." : EMPTY_TEXT[this.view];
     this.empty.hidden = n > 0;
   }
 
@@ -228,7 +325,9 @@ export class Queue {
     }
     this.reloading = (async () => {
       try {
-        this.reconcile(await api("GET", "/api/v1/ai-sessions/queue"), { animate: true });
+        const asked = this.url();
+        const items = await this.read();
+        if (asked === this.url()) this.reconcile(items, { animate: true }); // not the list of a view left meanwhile
       } catch (error) {
         console.warn("queue reload failed", error);
       } finally {

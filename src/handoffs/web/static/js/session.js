@@ -1,6 +1,9 @@
-// The session page: add to the transcript, and park or escalate the session.
+// The session page: add to the transcript, park or escalate the session, follow its handoff
+// (who is on it, how it ended) and talk to whoever works it.
 
-import { api } from "./api.js";
+import { api, fragment } from "./api.js";
+import { CommentThread } from "./comments.js";
+import { renderTimes } from "./time.js";
 
 function showError(form, error) {
   const box = form.querySelector(".form-error");
@@ -20,37 +23,58 @@ async function submitting(form, work) {
   }
 }
 
-function pill(status, text) {
-  const el = document.createElement("span");
-  el.className = `pill pill-status-${status}`;
-  el.textContent = text;
-  return el;
-}
+const LIFECYCLE_EVENTS = ["handoff_created", "handoff_claimed", "handoff_released", "handoff_reassigned", "handoff_resolved"];
 
-/** Keep the page's status current while the owner watches: picked up, or back in the queue. */
+/**
+ * Keep the page's handoff state current while the owner watches. One handler for every
+ * lifecycle event: it re-reads the server's one rendering of the notice, the status pill and
+ * the handoffs list together, so the three never disagree (not even for a moment between two
+ * events: the newest answer wins, at most one request in flight).
+ */
 function followSession(stream, sessionId) {
-  const notice = document.getElementById("session-notice");
-  const status = document.getElementById("session-status");
-  stream.on("handoff_claimed", (event) => {
-    if (event.session_id !== sessionId) return;
-    const who = document.createElement("strong");
-    who.textContent = event.claimed_by?.name || "a colleague";
-    notice.className = "notice notice-ok";
-    notice.replaceChildren("Picked up by ", who, " just now.");
-    notice.hidden = false;
-    status.replaceChildren(pill("claimed", "Claimed"));
-  });
-  stream.on("handoff_released", (event) => {
-    if (event.session_id !== sessionId) return;
-    notice.className = "notice notice-info";
-    notice.replaceChildren("Put back in the team queue just now.");
-    notice.hidden = false;
-    status.replaceChildren(pill("escalated", "Back in the queue"));
-  });
+  const places = {
+    "session-notice": document.getElementById("session-notice"),
+    "session-status": document.getElementById("session-status"),
+    "session-handoffs": document.getElementById("session-handoffs"),
+  };
+  let busy = null;
+  let again = false;
+  const refresh = () => {
+    if (busy) {
+      again = true;
+      return;
+    }
+    busy = fragment(`/sessions/${sessionId}/parts/state`)
+      .then((html) => {
+        const template = document.createElement("template");
+        template.innerHTML = html; // the server's escaped rendering, never a person's raw text
+        for (const part of template.content.querySelectorAll("[data-fill]")) {
+          const place = places[part.dataset.fill];
+          if (!place) continue;
+          place.replaceChildren(...part.childNodes);
+          renderTimes(place);
+        }
+      })
+      .catch((error) => console.warn("session state refresh failed", error))
+      .finally(() => {
+        busy = null;
+        if (again) {
+          again = false;
+          refresh();
+        }
+      });
+  };
+  const handle = (event) => {
+    if (event.session_id === sessionId) refresh();
+  };
+  for (const type of LIFECYCLE_EVENTS) stream.on(type, handle);
+  stream.on("resync", refresh);
 }
 
 export function initSessionPage({ stream, sessionId }) {
   followSession(stream, sessionId);
+  const thread = document.getElementById("comments");
+  if (thread) new CommentThread({ root: thread, stream });
   const handoff = document.getElementById("handoff-form");
   if (handoff) {
     const submit = handoff.querySelector("[type=submit]");
