@@ -144,6 +144,8 @@ class HandoffCreated(HandoffEvent, tag="handoff_created"):
 class HandoffClaimed(HandoffEvent, tag="handoff_claimed"):
     claimed_by: Actor
     claimed_at: str
+    recipient_ids: list[str] = []
+    """Whose bell rang for this change (the console re-reads its count only then)."""
 
 
 class HandoffReleased(HandoffEvent, tag="handoff_released"):
@@ -153,6 +155,7 @@ class HandoffReleased(HandoffEvent, tag="handoff_released"):
     reason: str = ""
     created_at: str = ""
     """When the handoff was raised: where the card goes back in the queue."""
+    recipient_ids: list[str] = []
 
 
 class HandoffReassigned(HandoffEvent, tag="handoff_reassigned"):
@@ -162,6 +165,7 @@ class HandoffReassigned(HandoffEvent, tag="handoff_reassigned"):
     from_user: Actor | None
     to_user: Actor
     note: str = ""
+    recipient_ids: list[str] = []
 
 
 class HandoffResolved(HandoffEvent, tag="handoff_resolved"):
@@ -170,6 +174,7 @@ class HandoffResolved(HandoffEvent, tag="handoff_resolved"):
     resolved_by: Actor
     outcome: str
     resolution: str
+    recipient_ids: list[str] = []
 
 
 class Comment(msgspec.Struct):
@@ -183,6 +188,7 @@ class HandoffCommented(HandoffEvent, tag="handoff_commented"):
     """A comment on the handoff; both screens append it."""
 
     comment: Comment
+    recipient_ids: list[str] = []
 
 
 class HandoffAssessmentReady(HandoffEvent, tag="handoff_assessment_ready"):

@@ -109,11 +109,26 @@ async def test_the_bell_entry_of_an_escalation_someone_took_reads_as_taken(api: 
     session, handoff = await api.escalated("jane")
     (waiting,) = await bell(api, "ada", handoff)
     assert (waiting["kind"], waiting["handoff_state"]) == ("escalation", "open")
+    assert waiting["handoff_claimed_by"] is None
     await api.act("sam", session, handoff, "claim")
     (taken,) = await bell(api, "ada", handoff)
     assert taken["handoff_state"] == "claimed"
+    assert taken["handoff_claimed_by"] == {"id": str(api["sam"].id), "name": "Sam Senior"}
     read = await api.call("ada", "POST", f"/api/v1/notifications/{taken['id']}/read")
     assert read.json()["handoff_state"] == "claimed"
+    assert read.json()["handoff_claimed_by"]["name"] == "Sam Senior"
+
+
+async def test_each_live_event_says_whose_bell_it_rang(api: Api, db: AsyncSession) -> None:
+    session, handoff = await api.claimed("sam")
+    await api.act("sam", session, handoff, "comments", {"body": "Which build?"})
+    await api.act("sam", session, handoff, "reassign", {"to_user_id": str(api["ada"].id)})
+    events = [p for topic, p in await jobs(db, handoff) if topic == "event"]
+    told = {p["type"]: p["recipient_ids"] for p in events}
+    jane, ada = str(api["jane"].id), str(api["ada"].id)
+    assert told["handoff_claimed"] == [jane]
+    assert told["handoff_commented"] == [jane]
+    assert sorted(told["handoff_reassigned"]) == sorted([ada, jane])
 
 
 # -- resolve -------------------------------------------------------------------------------------

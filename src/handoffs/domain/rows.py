@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from typing import Self
+from uuid import UUID
 
 import msgspec
+
+
+class Person(msgspec.Struct):
+    """Someone as an answer names them: a card, a bell entry, a timeline line."""
+
+    id: UUID
+    name: str
 
 
 class FromRow(msgspec.Struct):

@@ -16,10 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from handoffs.db.models import HandoffComment, SessionHandoff, User
-from handoffs.domain.handoffs.schemas import CommentCreate, CommentOut, Person
+from handoffs.domain.handoffs.schemas import CommentCreate, CommentOut
 from handoffs.domain.handoffs.timeline import record
 from handoffs.domain.notifications.service import notify
 from handoffs.domain.notifications.titles import lifecycle_title, snippet
+from handoffs.domain.rows import Person
 from handoffs.enums import EVENT_TOPIC, NotificationKind, TimelineKind
 from handoffs.errors import BadRequest, NotFound
 from handoffs.events import Actor, Comment, HandoffCommented, event_payload, ids_of
@@ -70,7 +71,7 @@ class HandoffComments:
         else:
             other_side = [handoff.created_by, handoff.claimed_by]
         summary = str((handoff.session_snapshot or {}).get("problem_summary") or "")
-        await notify(
+        told = await notify(
             self.db,
             account_id=user.account_id,
             recipients=other_side,
@@ -99,6 +100,7 @@ class HandoffComments:
                 body=body,
                 created_at=now.isoformat(),
             ),
+            recipient_ids=[str(r) for r in told],
         )
         self.outbox.add(user.account_id, EVENT_TOPIC, event_payload(event))
         await self.outbox.commit()

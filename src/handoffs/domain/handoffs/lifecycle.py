@@ -28,10 +28,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from handoffs.db.models import AISession, Notification, SessionHandoff, User
-from handoffs.domain.handoffs.schemas import Person, ReassignBody, ReleaseBody, ResolveBody, WithdrawBody
+from handoffs.domain.handoffs.schemas import ReassignBody, ReleaseBody, ResolveBody, WithdrawBody
 from handoffs.domain.handoffs.timeline import record
 from handoffs.domain.notifications.service import notify
 from handoffs.domain.notifications.titles import lifecycle_title, snippet, what
+from handoffs.domain.rows import Person
 from handoffs.enums import (
     EVENT_TOPIC,
     SENIOR_ROLES,
@@ -47,7 +48,6 @@ from handoffs.enums import (
 from handoffs.errors import BadRequest, Conflict, Forbidden, NotFound
 from handoffs.events import (
     Actor,
-    AnyHandoffEvent,
     HandoffClaimed,
     HandoffReassigned,
     HandoffReleased,
@@ -92,6 +92,8 @@ class HandoffLifecycle:
     def __init__(self, db: AsyncSession, relay: OutboxRelay | None = None) -> None:
         self.db = db
         self.outbox = OutboxWriter(db, relay)
+        self._told: list[UUID] = []
+        """Whose bell this transition rang: the live event says so (``recipient_ids``)."""
 
     # -- claim: the race -----------------------------------------------------------------
 
@@ -457,7 +459,7 @@ class HandoffLifecycle:
         actor: User,
         body: str = "",
     ) -> list[UUID]:
-        return await notify(
+        told = await notify(
             self.db,
             account_id=h.account_id,
             recipients=recipients,
@@ -468,6 +470,8 @@ class HandoffLifecycle:
             session_id=h.session_id,
             skip=[actor.id],
         )
+        self._told.extend(told)
+        return told
 
     async def _record(
         self, user: User, h: SessionHandoff, kind: TimelineKind, now: datetime, **detail: Any
@@ -482,7 +486,9 @@ class HandoffLifecycle:
             at=now,
         )
 
-    def _publish(self, event: AnyHandoffEvent) -> None:
+    def _publish(self, event: HandoffClaimed | HandoffReleased | HandoffReassigned | HandoffResolved) -> None:
+        event.recipient_ids = [str(r) for r in dict.fromkeys(self._told)]
+        self._told = []
         self.outbox.add(UUID(event.account_id), EVENT_TOPIC, event_payload(event))
 
 

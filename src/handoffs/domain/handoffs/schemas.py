@@ -10,7 +10,7 @@ from uuid import UUID
 import msgspec
 
 from handoffs.db.models import SessionHandoff
-from handoffs.domain.rows import FromRow
+from handoffs.domain.rows import FromRow, Person
 from handoffs.enums import AssessmentStatus, HandoffIntent, HandoffState, Outcome, Priority, PsaSyncStatus
 
 MAX_NOTES = 10_000
@@ -106,11 +106,6 @@ def seconds_between(start: datetime | None, end: datetime | None) -> float | Non
     if start is None or end is None:
         return None
     return round(max(0.0, (end - start).total_seconds()), 3)
-
-
-class Person(msgspec.Struct):
-    id: UUID
-    name: str
 
 
 class StateConflict(msgspec.Struct):

@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from handoffs.db.models import AISession, SessionHandoff, User
-from handoffs.domain.handoffs.schemas import HandoffListItem, HandoffPage, Person, QueueItem, seconds_between
+from handoffs.domain.handoffs.schemas import HandoffListItem, HandoffPage, QueueItem, seconds_between
+from handoffs.domain.rows import Person
 from handoffs.enums import HandoffIntent, HandoffState, Priority
 from handoffs.errors import BadRequest
 

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from handoffs.db.models import TimelineEntry, User
-from handoffs.domain.handoffs.schemas import Person, TimelineEntryOut
+from handoffs.domain.handoffs.schemas import TimelineEntryOut
+from handoffs.domain.rows import Person
 from handoffs.enums import TimelineKind
 
 

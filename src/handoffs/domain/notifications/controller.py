@@ -33,7 +33,7 @@ class NotificationController(Controller):
     ) -> list[NotificationOut]:
         """The caller's notifications, newest first (``?unread=true`` for unread only)."""
         rows = await notifications.list_for(user, unread_only=unread)
-        return [NotificationOut.with_state(note, state) for note, state in rows]
+        return [NotificationOut.with_state(note, state, claimer) for note, state, claimer in rows]
 
     @get("/unread-count")
     async def unread_count(

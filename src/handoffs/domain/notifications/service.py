@@ -8,11 +8,15 @@ from uuid import UUID
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from uuid_utils.compat import uuid7
 
 from handoffs.db.models import Notification, SessionHandoff, User
+from handoffs.domain.rows import Person
 from handoffs.enums import HandoffState, NotificationKind
 from handoffs.errors import NotFound
+
+Claimer = aliased(User, name="claimer")
 
 
 async def notify(
@@ -62,18 +66,22 @@ class NotificationService:
 
     async def list_for(
         self, user: User, *, unread_only: bool = False, limit: int = 100
-    ) -> list[tuple[Notification, HandoffState | None]]:
-        """The caller's notifications, newest first, each with its handoff's state now (None: no handoff)."""
+    ) -> list[tuple[Notification, HandoffState | None, Person | None]]:
+        """The caller's notifications, newest first, each with its handoff's state now and who has it."""
         query = (
-            select(Notification, SessionHandoff.state)
+            select(Notification, SessionHandoff.state, SessionHandoff.claimed_by, Claimer.name)
             .outerjoin(SessionHandoff, SessionHandoff.id == Notification.handoff_id)
+            .outerjoin(Claimer, Claimer.id == SessionHandoff.claimed_by)
             .where(Notification.recipient_id == user.id, Notification.account_id == user.account_id)
             .order_by(Notification.created_at.desc(), Notification.id.desc())
             .limit(limit)
         )
         if unread_only:
             query = query.where(Notification.read_at.is_(None))
-        return [(note, state) for note, state in (await self.db.execute(query)).all()]
+        return [
+            (note, state, Person(id=claimer_id, name=name) if claimer_id and name else None)
+            for note, state, claimer_id, name in (await self.db.execute(query)).all()
+        ]
 
     async def unread_count(self, user: User) -> int:
         query = select(func.count()).where(
@@ -83,8 +91,10 @@ class NotificationService:
         )
         return int(await self.db.scalar(query) or 0)
 
-    async def mark_read(self, user: User, notification_id: UUID) -> tuple[Notification, HandoffState | None]:
-        """Mark one as read; reading it again keeps the first read time. Returns it with its handoff's state."""
+    async def mark_read(
+        self, user: User, notification_id: UUID
+    ) -> tuple[Notification, HandoffState | None, Person | None]:
+        """Mark one as read; reading it again keeps the first read time. Returns it as ``list_for`` does."""
         note = await self.db.scalar(
             select(Notification).where(
                 Notification.id == notification_id,
@@ -98,13 +108,18 @@ class NotificationService:
             note.read_at = func.now()
             await self.db.flush()
             await self.db.refresh(note)
-        state = (
-            await self.db.scalar(select(SessionHandoff.state).where(SessionHandoff.id == note.handoff_id))
-            if note.handoff_id
-            else None
-        )
+        found = (
+            await self.db.execute(
+                select(SessionHandoff.state, SessionHandoff.claimed_by, Claimer.name)
+                .outerjoin(Claimer, Claimer.id == SessionHandoff.claimed_by)
+                .where(SessionHandoff.id == note.handoff_id)
+            )
+        ).first()
         await self.db.commit()
-        return note, state
+        if found is None:
+            return note, None, None
+        state, claimer_id, name = found
+        return note, state, Person(id=claimer_id, name=name) if claimer_id and name else None
 
     async def mark_all_read(self, user: User) -> int:
         result = await self.db.execute(

@@ -175,7 +175,7 @@ export class Bell {
     let state = n.handoff_state || "";
     if (ASKS.has(n.kind)) {
       if (state === "claimed") {
-        const who = this.takenBy.get(n.handoff_id);
+        const who = this.takenBy.get(n.handoff_id) || n.handoff_claimed_by?.name;
         text = who ? `Taken by ${who}` : "Taken";
       } else if (state === "resolved") text = "Resolved";
       else if (state === "open") text = "Waiting";
