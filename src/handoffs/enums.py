@@ -114,6 +114,8 @@ class TimelineKind(StrEnum):
     emails_sent = "emails_sent"
     psa_synced = "psa_synced"
     psa_failed = "psa_failed"
+    chat_posted = "chat_posted"
+    chat_failed = "chat_failed"
 
 
 class PsaVendor(StrEnum):

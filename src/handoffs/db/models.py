@@ -175,6 +175,12 @@ class SessionHandoff(UUIDv7AuditBase):
         # Finding handoffs: the account's newest first (the list's order and cursor).
         Index("ix_handoffs_account_created", "account_id", text("created_at DESC"), text("id DESC")),
         Index("ix_handoffs_search", "search_vector", postgresql_using="gin"),
+        # The ladder's sweep: open escalations whose next level is due, soonest first.
+        Index(
+            "ix_handoffs_ladder_due",
+            "next_escalation_at",
+            postgresql_where=text("state = 'open' AND next_escalation_at IS NOT NULL"),
+        ),
     )
     account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     session_id: Mapped[UUID] = mapped_column(ForeignKey("ai_sessions.id", ondelete="CASCADE"))
@@ -197,6 +203,13 @@ class SessionHandoff(UUIDv7AuditBase):
     resolution: Mapped[str | None] = mapped_column(Text)
     outcome: Mapped[Outcome | None] = mapped_column(StrEnumType(Outcome))
     escalation_level: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
+    """Ladder steps fired so far (the contract's count; it does not go back on release)."""
+    ladder_started_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    """Where the ladder's delays count from: the creation, or the last release."""
+    ladder_next: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
+    """The index of the policy level that fires next, counted since ``ladder_started_at``."""
+    next_escalation_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    """When that level is due; null when the ladder has nothing left (claimed, low, parked, last level)."""
     search_vector: Mapped[Any] = mapped_column(
         TSVECTOR, Computed(SEARCH_VECTOR_SQL, persisted=True), deferred=True
     )
@@ -300,6 +313,45 @@ class EmailDelivery(UUIDv7AuditBase):
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(255))
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class EscalationPolicy(UUIDv7AuditBase):
+    """An account's ladder: ``levels`` = ``[{after_seconds, notify}]``, increasing delays."""
+
+    __tablename__ = "escalation_policies"
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), unique=True)
+    levels: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+
+
+class ChatIntegration(UUIDv7AuditBase):
+    """An account's Slack or Teams incoming webhook. The URL is a secret: never returned nor logged."""
+
+    __tablename__ = "chat_integrations"
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), unique=True)
+    kind: Mapped[str] = mapped_column(String(20), default="none")
+    webhook_url: Mapped[str] = mapped_column(String(2000), default="")
+    min_priority: Mapped[Priority] = mapped_column(StrEnumType(Priority), default=Priority.normal)
+
+    def __repr__(self) -> str:  # the webhook URL stays out of logs and tracebacks
+        return f"ChatIntegration(account_id={self.account_id}, kind={self.kind})"
+
+
+class ChatDelivery(UUIDv7AuditBase):
+    """One chat message for (handoff, level, channel): level 0 is the escalation itself.
+    The unique key makes a retried or duplicated job post once."""
+
+    __tablename__ = "chat_deliveries"
+    __table_args__ = (
+        Index("uq_chat_deliveries_handoff_level_channel", "handoff_id", "level", "channel", unique=True),
+    )
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    handoff_id: Mapped[UUID] = mapped_column(ForeignKey("session_handoffs.id", ondelete="CASCADE"))
+    level: Mapped[int] = mapped_column(SmallInteger)
+    channel: Mapped[str] = mapped_column(String(20))
+    status: Mapped[DeliveryStatus] = mapped_column(StrEnumType(DeliveryStatus), default=DeliveryStatus.pending)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
 
 
