@@ -349,7 +349,9 @@ class ChatDelivery(UUIDv7AuditBase):
     handoff_id: Mapped[UUID] = mapped_column(ForeignKey("session_handoffs.id", ondelete="CASCADE"))
     level: Mapped[int] = mapped_column(SmallInteger)
     channel: Mapped[str] = mapped_column(String(20))
-    status: Mapped[DeliveryStatus] = mapped_column(StrEnumType(DeliveryStatus), default=DeliveryStatus.pending)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        StrEnumType(DeliveryStatus), default=DeliveryStatus.pending
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
