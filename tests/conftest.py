@@ -135,7 +135,7 @@ async def clean_tables(request: pytest.FixtureRequest) -> None:
     async with engine.begin() as conn:
         await conn.execute(
             text(
-                "TRUNCATE outbox, email_deliveries, psa_connections, notifications, session_handoffs, session_messages, ai_sessions CASCADE"
+                "TRUNCATE outbox, email_deliveries, psa_connections, escalation_policies, chat_integrations, notifications, session_handoffs, session_messages, ai_sessions CASCADE"
             )
         )
         await conn.execute(

@@ -177,6 +177,16 @@ class HandoffResolved(HandoffEvent, tag="handoff_resolved"):
     recipient_ids: list[str] = []
 
 
+class HandoffEscalated(HandoffEvent, tag="handoff_escalated"):
+    """Nobody picked it up in time: the ladder stepped up and told more people."""
+
+    level: int
+    """The ladder step that fired (1, 2, …): the handoff's ``escalation_level`` now."""
+    notify: str
+    recipient_ids: list[str]
+    title: str
+
+
 class Comment(msgspec.Struct):
     id: str
     author: Actor
@@ -206,6 +216,7 @@ AnyHandoffEvent = (
     | HandoffReassigned
     | HandoffResolved
     | HandoffCommented
+    | HandoffEscalated
     | HandoffAssessmentReady
     | HandoffAssessmentFailed
 )
@@ -219,6 +230,7 @@ HANDOFF_EVENT_TYPES: tuple[str, ...] = tuple(
         HandoffReassigned,
         HandoffResolved,
         HandoffCommented,
+        HandoffEscalated,
         HandoffAssessmentReady,
         HandoffAssessmentFailed,
     )

@@ -17,6 +17,7 @@ from handoffs.integrations.ai import AnthropicAssessor, Assessor, OfflineAssesso
 from handoffs.jobs.context import CTX_KEY, JobContext, job_context
 from handoffs.jobs.email import send_escalation_emails, send_resolution_email
 from handoffs.jobs.enrichment import enrich_escalation
+from handoffs.jobs.ladder import sweep_ladder
 from handoffs.jobs.psa import push_to_psa
 from handoffs.jobs.queue import redis_settings
 from handoffs.runtime import open_runtime
@@ -88,6 +89,9 @@ def worker_options(settings: Settings, *, extra_ctx: dict[str, Any] | None = Non
             # Each sweep's result (rows it handed on) is kept a minute: a trace of the recent
             # sweeps in Redis, which the crash tests count instead of sleeping.
             cron(sweep_outbox, second=set(range(0, 60, 3)), run_at_startup=True, unique=True, keep_result=60),
+            # The escalation ladder: every second, so a level fires within about a second of
+            # its time; one worker runs each tick (unique), and SKIP LOCKED keeps any overlap safe.
+            cron(sweep_ladder, second=set(range(60)), run_at_startup=True, unique=True, keep_result=10),
         ],
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,

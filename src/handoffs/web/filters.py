@@ -18,6 +18,7 @@ from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 from markupsafe import Markup
 
+from handoffs.domain.notifications.titles import duration
 from handoffs.enums import Priority
 
 PRIORITY_RANK = {Priority.low: 0, Priority.normal: 1, Priority.high: 2, Priority.urgent: 3}
@@ -44,20 +45,6 @@ def clock_utc(value: datetime | str | None, now: datetime | None = None) -> str:
     at = as_datetime(value).astimezone(UTC)
     today = (now or datetime.now(UTC)).astimezone(UTC).date()
     return at.strftime("%H:%M UTC" if at.date() == today else "%Y-%m-%d %H:%M UTC")
-
-
-def duration(seconds: float) -> str:
-    """``45 s``, ``3 min``, ``2 h 5 min``, ``3 d``: the same steps as ``formatDuration`` in time.js."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s} s"
-    minutes = s // 60
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{hours // 24} d"
 
 
 def ago(value: datetime | str | None, now: datetime | None = None) -> str:

@@ -27,7 +27,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from handoffs.db.models import AISession, Notification, SessionHandoff, User
+from handoffs.db.models import AISession, EscalationPolicy, Notification, SessionHandoff, User
+from handoffs.domain.escalation_policy.ladder import first_due, levels_of
 from handoffs.domain.handoffs.schemas import ReassignBody, ReleaseBody, ResolveBody, WithdrawBody
 from handoffs.domain.handoffs.timeline import record
 from handoffs.domain.notifications.service import notify
@@ -114,6 +115,7 @@ class HandoffLifecycle:
                 claimed_by=user.id,
                 claimed_at=now,
                 first_claimed_at=func.coalesce(SessionHandoff.first_claimed_at, now),
+                next_escalation_at=None,  # a claim cancels the rest of the ladder
                 version=SessionHandoff.version + 1,
                 updated_at=now,
             )
@@ -188,6 +190,11 @@ class HandoffLifecycle:
         self._check_claimer_or_admin(user, seen, "release it")
         former, former_actor = h.claimed_by, seen.claimer  # read before the row object is updated
         now = datetime.now(UTC)
+        levels = levels_of(
+            await self.db.scalar(
+                select(EscalationPolicy.levels).where(EscalationPolicy.account_id == user.account_id)
+            )
+        )
         released = await self._apply(
             user,
             seen,
@@ -196,6 +203,10 @@ class HandoffLifecycle:
             claimed_by=None,
             claimed_at=None,
             released_at=now,
+            # Back in the queue, the ladder starts again from now.
+            ladder_started_at=now,
+            ladder_next=0,
+            next_escalation_at=first_due(now, h.intent, h.priority, levels),
         )
         await self._move_session(user, session_id, queue_status(released.intent), assignee_id=None, now=now)
         verb = f"put {what(released.intent)} back in the queue"

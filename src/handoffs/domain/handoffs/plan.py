@@ -10,6 +10,7 @@ clock of the caller aside, so the rules read (and test) on their own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,8 @@ from uuid import UUID
 from uuid_utils.compat import uuid7
 
 from handoffs.db.models import AISession, User
+from handoffs.domain.escalation_policy.ladder import first_due
+from handoffs.domain.escalation_policy.schemas import Level
 from handoffs.domain.handoffs.schemas import HandoffCreate
 from handoffs.domain.notifications.titles import escalation_title, snippet
 from handoffs.enums import (
@@ -67,6 +70,8 @@ class HandOffDraft:
     body: str
     timeline_id: UUID
     timeline_detail: dict[str, Any]
+    next_escalation_at: datetime | None
+    """The ladder's first step (None: parked, low, or no level)."""
     outbox: tuple[OutboxDraft, ...]
     # What a new handoff has not had yet (the response reads them like a row's columns).
     state: HandoffState = HandoffState.open
@@ -79,6 +84,7 @@ class HandOffDraft:
     resolution: None = None
     outcome: None = None
     escalation_level: int = 0
+    ladder_next: int = 0
     ai_assessment: None = None
     assessment_error: None = None
     psa_sync_status: PsaSyncStatus = PsaSyncStatus.not_applicable
@@ -94,6 +100,7 @@ def plan_hand_off(
     data: HandoffCreate,
     target: User | None,
     seniors: list[UUID] | None,
+    levels: Sequence[Level],
     now: datetime,
 ) -> HandOffDraft:
     """What parking or escalating ``session`` writes: who is told, which jobs follow, what the queue hears."""
@@ -158,6 +165,7 @@ def plan_hand_off(
         notification_kind=NotificationKind.escalation if escalate else NotificationKind.parked,
         title=title if escalate else parked_title,
         body=snippet(notes, 280),
+        next_escalation_at=first_due(now, data.intent, data.priority, levels),
         timeline_id=uuid7(),
         timeline_detail={
             "intent": data.intent.value,

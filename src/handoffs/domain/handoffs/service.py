@@ -18,7 +18,8 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handoffs.db.models import AISession, SessionHandoff, SessionMessage, User
+from handoffs.db.models import AISession, EscalationPolicy, SessionHandoff, SessionMessage, User
+from handoffs.domain.escalation_policy.ladder import levels_of
 from handoffs.domain.handoffs.plan import HandOffDraft, plan_hand_off
 from handoffs.domain.handoffs.schemas import HandoffCreate
 from handoffs.domain.handoffs.writes import write_hand_off
@@ -84,10 +85,19 @@ def _transcript_json() -> ScalarSelect[list[dict[str, Any]]]:
     ).scalar_subquery()
 
 
-#: Built once: lock the caller's own session and read, in the same round
-#: trip, its unresolved handoff, its transcript and whom an escalation notifies.
+def _policy_levels() -> ScalarSelect[list[dict[str, Any]] | None]:
+    """The account's escalation ladder (None: the default applies)."""
+    return (
+        select(EscalationPolicy.levels)
+        .where(EscalationPolicy.account_id == bindparam("account_id"))
+        .scalar_subquery()
+    )
+
+
+#: Built once: lock the caller's own session and read, in the same round trip, its
+#: unresolved handoff, its transcript, whom an escalation notifies and the account's ladder.
 _HAND_OFF_LOCK = (
-    select(AISession, _unresolved_handoff(), _transcript_json(), _seniors_except_caller())
+    select(AISession, _unresolved_handoff(), _transcript_json(), _seniors_except_caller(), _policy_levels())
     .where(
         AISession.id == bindparam("session_id"),
         AISession.account_id == bindparam("account_id"),
@@ -132,7 +142,7 @@ class HandoffService:
         ).first()
         if found is None:
             raise NotFound("AI session not found")
-        session, unresolved, transcript, seniors = found
+        session, unresolved, transcript, seniors, policy = found
         if unresolved is not None:
             raise _already_handed_off(unresolved)
         target = await self._target(user, data.target_user_id)
@@ -143,6 +153,7 @@ class HandoffService:
             data=data,
             target=target,
             seniors=seniors,
+            levels=levels_of(policy),
             now=datetime.now(UTC),
         )
         try:

@@ -40,10 +40,12 @@ WITH moved AS (
 INSERT INTO session_handoffs
     (id, account_id, session_id, intent, engineer_notes, priority, target_user_id, created_by,
      session_snapshot, assessment_status, ai_input_tokens, ai_output_tokens, ai_cache_read_tokens,
-     psa_sync_status, state, version, escalation_level, created_at, updated_at)
+     psa_sync_status, state, version, escalation_level, ladder_started_at, ladder_next, next_escalation_at,
+     created_at, updated_at)
 VALUES
     (:handoff_id, :account_id, :session_id, :intent, :notes, :priority, :target_user_id, :created_by,
-     CAST(:snapshot AS jsonb), :assessment_status, 0, 0, 0, 'not_applicable', 'open', 0, 0, :now, :now)
+     CAST(:snapshot AS jsonb), :assessment_status, 0, 0, 0, 'not_applicable', 'open', 0, 0, :now, 0,
+     :next_escalation_at, :now, :now)
 """
 )
 
@@ -71,6 +73,7 @@ async def write_hand_off(db: AsyncSession, draft: HandOffDraft) -> None:
             "title": draft.title,
             "body": draft.body,
             "timeline_id": draft.timeline_id,
+            "next_escalation_at": draft.next_escalation_at,
             "timeline_detail": json.dumps(draft.timeline_detail),
             "outbox_ids": [row.id for row in draft.outbox],
             "outbox_topics": [row.topic for row in draft.outbox],

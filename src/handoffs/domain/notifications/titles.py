@@ -29,3 +29,17 @@ def lifecycle_title(actor_name: str, verb: str, problem_summary: str) -> str:
     """``Sam Senior picked up your escalation: Outlook is failing…``: one line, cut like the escalation's."""
     summary = snippet(problem_summary) or "(no problem summary)"
     return f"{actor_name} {verb}: {summary}"
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``3 min``, ``2 h 5 min``, ``3 d``: the same steps as ``formatDuration`` in time.js."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s} s"
+    minutes = s // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{hours // 24} d"

@@ -16,6 +16,7 @@ export const EVENT_TYPES = [
   "handoff_reassigned",
   "handoff_resolved",
   "handoff_commented",
+  "handoff_escalated",
   "handoff_assessment_ready",
   "handoff_assessment_failed",
   "resync",
