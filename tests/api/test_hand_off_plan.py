@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import msgspec
 
 from handoffs.db.models import AISession, User
+from handoffs.domain.escalation_policy.ladder import DEFAULT_LEVELS
 from handoffs.domain.handoffs.plan import plan_hand_off
 from handoffs.domain.handoffs.schemas import HandoffCreate
 from handoffs.enums import EVENT_TOPIC, JobTopic, Role, SessionStatus
@@ -29,12 +30,16 @@ def plan(intent: str = "escalate", target: User | None = None, ticket: str | Non
     data = msgspec.convert({"intent": intent, "engineer_notes": "  Rebuilt the profile  "}, HandoffCreate)
     return plan_hand_off(
         user=JANE, session=session(ticket), transcript=[], data=data, target=target, seniors=SENIORS,
-        now=datetime.now(UTC),
+        levels=DEFAULT_LEVELS, now=NOW,
     )  # fmt: skip
+
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
 def test_an_escalation_tells_every_senior_and_queues_its_jobs_and_the_event() -> None:
     draft = plan()
+    assert draft.next_escalation_at == NOW + timedelta(seconds=600)  # the default ladder's first level
     assert draft.recipient_ids == tuple(SENIORS)
     assert len(draft.notification_ids) == 2
     assert [row.topic for row in draft.outbox] == [
@@ -61,3 +66,4 @@ def test_parking_tells_nobody_and_queues_only_the_event() -> None:
     assert [row.topic for row in draft.outbox] == [EVENT_TOPIC]
     assert draft.session_status == SessionStatus.parked
     assert draft.outbox[0].payload["title"] == "Parked by Jane: Outlook is failing"
+    assert draft.next_escalation_at is None  # parked handoffs never step up
