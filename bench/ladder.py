@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from common import (
@@ -116,18 +117,20 @@ async def sweep_cost(settings: Any, seeded: Any, sizes: list[int], reps: int) ->
     return rows
 
 
-async def lateness(
-    settings: Any, env: dict[str, str], seeded: Any, due: int, spread: float
-) -> dict[str, Any]:
+def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``handoffs worker`` as its own process, with its real crons."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "handoffs.cli", "worker"], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def lateness(settings: Any, seeded: Any, due: int, spread: float) -> dict[str, Any]:
     from sqlalchemy import text
 
     from handoffs.db.engine import create_engine
 
     engine = create_engine(settings)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "handoffs.cli", "worker"], cwd=ROOT, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
     try:
         await asyncio.sleep(3)  # the worker starts and sweeps once
         start = datetime.now(UTC) + timedelta(seconds=1)
@@ -179,8 +182,6 @@ async def lateness(
             )
             late = sorted(float(v) for (v,) in result.all())
     finally:
-        worker.terminate()
-        worker.wait(timeout=20)
         await engine.dispose()
     return {
         "due": due,
@@ -205,8 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         print("== sweep cost (none due)")
         cost = run_loop(sweep_cost(settings, seeded, sizes, reps))
         print("== lateness on a real worker")
-        late = run_loop(lateness(settings, stack.env(pythonpath=False), seeded, 50 if args.quick else 200,
-                                 5 if args.quick else 10))  # fmt: skip
+        worker = start_worker(stack.env(pythonpath=False))
+        try:
+            late = run_loop(lateness(settings, seeded, 50 if args.quick else 200, 5 if args.quick else 10))
+        finally:
+            worker.terminate()
+            worker.wait(timeout=20)
         print(f"  {late}")
     result = {
         "command": command_line("ladder", argv),
@@ -214,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         "sweep_cost": cost,
         "lateness": late,
     }
-    write_json(result, __import__("pathlib").Path(args.json) if args.json else None, "ladder")
+    write_json(result, Path(args.json) if args.json else None, "ladder")
     return 0
 
 
