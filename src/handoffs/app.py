@@ -20,6 +20,7 @@ from handoffs.db.engine import create_engine
 from handoffs.deps import provide_user
 from handoffs.domain.accounts.controller import AuthController, UserController
 from handoffs.domain.escalation_policy.controller import EscalationPolicyController
+from handoffs.domain.figures.controller import TeamFiguresController
 from handoffs.domain.handoffs.controller import HandoffController, HandoffSearchController
 from handoffs.domain.notifications.controller import NotificationController
 from handoffs.domain.psa_connection.controller import PsaConnectionController
@@ -94,6 +95,7 @@ def create_app(
             EscalationStreamController,
             PsaConnectionController,
             UserController,
+            TeamFiguresController,
             # The browser console: pages, and the static files they load.
             ConsoleController,
             static_files_router(),
