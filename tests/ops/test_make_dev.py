@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import psutil
 import pytest
 
 from handoffs.embedded import free_port
-from tests.support.replicas import ROOT
+from tests.support.replicas import ROOT, wait_served
 
 pytestmark = pytest.mark.slow
 
@@ -65,26 +64,6 @@ def copy(tmp_path: Path) -> Iterator[Path]:
         proc.kill()
 
 
-def wait_ready(url: str, make: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> bool:
-    """True once this make dev serves ``url``; False if its port was taken meanwhile (try another)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        console = log.read_text(errors="replace")
-        if make.poll() is not None:
-            if "address already in use" in console:
-                return False
-            pytest.fail(f"make dev exited with {make.returncode}:\n{console[-3000:]}")
-        # Only ours once uvicorn says so: a neighbour's server could answer on a port we lost.
-        if f"Uvicorn running on {url}" in console:
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    return True
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.5)
-    pytest.fail(f"make dev did not become ready:\n{log.read_text()[-3000:]}")
-
-
 def start_make_dev(copy: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     """`make dev PORT=<free>` in ``copy``, ready; another port if the first was taken before it bound."""
     env = {k: v for k, v in os.environ.items() if k not in UNSET and not k.startswith("PYTEST_")}
@@ -99,7 +78,7 @@ def start_make_dev(copy: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]
                 cwd=copy, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         try:
-            if wait_ready(url, make, log):
+            if wait_served(url, make, log, "make dev"):
                 return make, url
         except BaseException:
             os.killpg(make.pid, signal.SIGINT)

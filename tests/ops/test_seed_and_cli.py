@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +162,7 @@ def test_handoffs_serve_answers_on_the_port_it_is_given(settings: Settings, engi
     import httpx
 
     from handoffs.embedded import free_port
-    from tests.support.replicas import replica_env
+    from tests.support.replicas import replica_env, wait_served
 
     for _ in range(3):
         port = free_port()  # `serve` takes a port number, as an operator gives it
@@ -176,24 +174,13 @@ def test_handoffs_serve_answers_on_the_port_it_is_given(settings: Settings, engi
                 cwd=ROOT, env=replica_env(settings), stdout=log, stderr=log,
             )  # fmt: skip
         try:
-            for _ in range(600):
-                said = log_path.read_text(errors="replace")
-                if proc.poll() is not None:
-                    assert "address already in use" in said, f"serve exited with {proc.returncode}:\n{said}"
-                    break  # the port went to someone else before serve bound it: another one
-                # Only ours once uvicorn says so: a neighbour could answer on a port we lost.
-                if f"Uvicorn running on {url}" in said:
-                    with contextlib.suppress(httpx.HTTPError):
-                        if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                            login = httpx.post(
-                                f"{url}/api/v1/auth/login",
-                                json={"email": "jane@acme.test", "password": "demo"},
-                            )
-                            assert login.status_code == 200
-                            return
-                time.sleep(0.1)
-            else:
-                pytest.fail(f"handoffs serve did not become ready:\n{said}")
+            if not wait_served(url, proc, log_path, "handoffs serve", timeout=60):
+                continue  # the port went to someone else before serve bound it: another one
+            login = httpx.post(
+                f"{url}/api/v1/auth/login", json={"email": "jane@acme.test", "password": "demo"}
+            )
+            assert login.status_code == 200
+            return
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -110,6 +110,31 @@ def wait_ready(replica: Replica, timeout: float = 30.0) -> None:
         time.sleep(0.1)
 
 
+def wait_served(url: str, proc: subprocess.Popen[bytes], log: Path, what: str, timeout: float = 180) -> bool:
+    """Wait until the process that writes ``log`` serves ``url`` (``/health/ready`` answers 200).
+
+    False when it exited because its port was taken meanwhile (the caller tries another port);
+    any other exit, or no answer within ``timeout``, fails the test with the end of the log.
+    A port is only trusted as ours once uvicorn says it runs there: a neighbour's server
+    could answer on a port we lost.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        said = log.read_text(errors="replace")
+        if proc.poll() is not None:
+            if "address already in use" in said:
+                return False
+            raise AssertionError(f"{what} exited with {proc.returncode}:\n{said[-3000:]}")
+        if f"Uvicorn running on {url}" in said:
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not become ready:\n{log.read_text(errors='replace')[-3000:]}")
+
+
 @contextmanager
 def run_replica_processes(settings: Settings, count: int = 2, **env: str) -> Iterator[list[Replica]]:
     """Start ``count`` API processes (in parallel); yield them once all are ready; stop them on exit."""
