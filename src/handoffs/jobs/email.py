@@ -253,15 +253,21 @@ def handoff_link(settings: Settings, handoff: SessionHandoff) -> str:
     return f"{settings.public_url}/sessions/{handoff.session_id}/handoffs/{handoff.id}"
 
 
-def _message(
-    settings: Settings, title: str, handoff: SessionHandoff, session: AISession, user: User, creator_name: str
-) -> EmailMessage:
+def _envelope(settings: Settings, title: str, handoff: SessionHandoff, user: User, kind: str) -> EmailMessage:
     message = EmailMessage()
     message["Subject"] = title
     message["From"] = settings.smtp_from
     message["To"] = user.email
-    # Stable per (handoff, recipient): a re-send after a crash is recognisably the same mail.
-    message["Message-ID"] = f"<handoff-{handoff.id}-{user.id}@handoffs>"
+    # Stable per (handoff, recipient, kind): a re-send after a crash is recognisably the same mail.
+    suffix = "" if kind == ESCALATION else f"-{kind}"
+    message["Message-ID"] = f"<handoff-{handoff.id}-{user.id}{suffix}@handoffs>"
+    return message
+
+
+def _message(
+    settings: Settings, title: str, handoff: SessionHandoff, session: AISession, user: User, creator_name: str
+) -> EmailMessage:
+    message = _envelope(settings, title, handoff, user, ESCALATION)
     ticket = f"#{session.psa_ticket_id}" if session.psa_ticket_id else "none linked"
     message.set_content(
         "\n".join(
@@ -291,11 +297,7 @@ def _resolution_message(
     user: User,
     resolver_name: str | None,
 ) -> EmailMessage:
-    message = EmailMessage()
-    message["Subject"] = title
-    message["From"] = settings.smtp_from
-    message["To"] = user.email
-    message["Message-ID"] = f"<handoff-{handoff.id}-{user.id}-resolved@handoffs>"
+    message = _envelope(settings, title, handoff, user, RESOLVED)
     outcome = (handoff.outcome.value if handoff.outcome else "fixed").replace("_", " ")
     message.set_content(
         "\n".join(

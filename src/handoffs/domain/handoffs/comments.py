@@ -17,12 +17,13 @@ from uuid_utils.compat import uuid7
 
 from handoffs.db.models import HandoffComment, SessionHandoff, User
 from handoffs.domain.handoffs.schemas import CommentCreate, CommentOut
+from handoffs.domain.handoffs.service import handoff_of
 from handoffs.domain.handoffs.timeline import record
 from handoffs.domain.notifications.service import notify
 from handoffs.domain.notifications.titles import lifecycle_title, snippet
 from handoffs.domain.rows import Person
 from handoffs.enums import EVENT_TOPIC, NotificationKind, TimelineKind
-from handoffs.errors import BadRequest, NotFound
+from handoffs.errors import BadRequest
 from handoffs.events import Actor, Comment, HandoffCommented, event_payload, ids_of
 from handoffs.outbox.relay import OutboxRelay
 from handoffs.outbox.writer import OutboxWriter
@@ -34,17 +35,7 @@ class HandoffComments:
         self.outbox = OutboxWriter(db, relay)
 
     async def _handoff(self, user: User, session_id: UUID, handoff_id: UUID) -> SessionHandoff:
-        # A handoff exists only for a handed-off session, which everyone of the account may read.
-        handoff = await self.db.scalar(
-            select(SessionHandoff).where(
-                SessionHandoff.id == handoff_id,
-                SessionHandoff.session_id == session_id,
-                SessionHandoff.account_id == user.account_id,
-            )
-        )
-        if handoff is None:
-            raise NotFound("Handoff not found")
-        return handoff
+        return await handoff_of(self.db, user, session_id, handoff_id)
 
     async def add(self, user: User, session_id: UUID, handoff_id: UUID, data: CommentCreate) -> CommentOut:
         body = data.body.strip()

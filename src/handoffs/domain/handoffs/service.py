@@ -124,6 +124,21 @@ def _already_handed_off(unresolved: dict[str, Any]) -> Conflict:
     )
 
 
+async def handoff_of(db: AsyncSession, user: User, session_id: UUID, handoff_id: UUID) -> SessionHandoff:
+    """A handoff of the caller's account, or 404. A handoff exists only for a handed-off session,
+    which everyone of the account may read (one visibility rule), so the account is the check."""
+    handoff = await db.scalar(
+        select(SessionHandoff).where(
+            SessionHandoff.id == handoff_id,
+            SessionHandoff.session_id == session_id,
+            SessionHandoff.account_id == user.account_id,
+        )
+    )
+    if handoff is None:
+        raise NotFound("Handoff not found")
+    return handoff
+
+
 class HandoffService:
     def __init__(self, db: AsyncSession, relay: OutboxRelay | None = None) -> None:
         self.db = db
@@ -201,13 +216,4 @@ class HandoffService:
         return (await self.db.scalars(query)).all()
 
     async def get(self, user: User, session_id: UUID, handoff_id: UUID) -> SessionHandoff:
-        handoff = await self.db.scalar(
-            select(SessionHandoff).where(
-                SessionHandoff.id == handoff_id,
-                SessionHandoff.session_id == session_id,
-                SessionHandoff.account_id == user.account_id,
-            )
-        )
-        if handoff is None:
-            raise NotFound("Handoff not found")
-        return handoff
+        return await handoff_of(self.db, user, session_id, handoff_id)

@@ -44,21 +44,9 @@ def timeline_row(
     }
 
 
-async def record(
-    db: AsyncSession,
-    *,
-    account_id: UUID,
-    handoff_id: UUID,
-    kind: TimelineKind,
-    actor_id: UUID | None,
-    detail: dict[str, Any] | None = None,
-    at: datetime | None = None,
-) -> None:
-    """Add a timeline entry to ``db``'s transaction (it commits with the change)."""
-    row = timeline_row(
-        account_id=account_id, handoff_id=handoff_id, kind=kind, actor_id=actor_id, detail=detail, at=at
-    )
-    await db.execute(insert(TimelineEntry).values(row))
+async def record(db: AsyncSession, **entry: Any) -> None:
+    """Add a timeline entry (``timeline_row``'s fields) to ``db``'s transaction: it commits with the change."""
+    await db.execute(insert(TimelineEntry).values(timeline_row(**entry)))
 
 
 async def read_timeline(db: AsyncSession, account_id: UUID, handoff_id: UUID) -> list[TimelineEntryOut]:
