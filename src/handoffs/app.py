@@ -19,6 +19,7 @@ from handoffs.config import Settings, get_settings
 from handoffs.db.engine import create_engine
 from handoffs.deps import provide_user
 from handoffs.domain.accounts.controller import AuthController, UserController
+from handoffs.domain.chat_integration.controller import ChatIntegrationController
 from handoffs.domain.handoffs.controller import HandoffController, HandoffSearchController
 from handoffs.domain.notifications.controller import NotificationController
 from handoffs.domain.psa_connection.controller import PsaConnectionController
@@ -91,6 +92,7 @@ def create_app(
             NotificationController,
             EscalationStreamController,
             PsaConnectionController,
+            ChatIntegrationController,
             UserController,
             # The browser console: pages, and the static files they load.
             ConsoleController,
