@@ -59,7 +59,7 @@ class ChatIntegrationService:
         # One statement, so two first PUTs racing both land (the later wins) instead of one 409.
         statement = (
             insert(ChatIntegration)
-            .values(account_id=user.account_id, webhook_url=stored, created_at=now, **changes)
+            .values(account_id=user.account_id, created_at=now, **{**changes, "webhook_url": stored})
             .on_conflict_do_update(index_elements=[ChatIntegration.account_id], set_=changes)
             .returning(ChatIntegration)
             .execution_options(populate_existing=True)
