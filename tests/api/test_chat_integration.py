@@ -128,7 +128,8 @@ async def test_a_bad_webhook_url_is_a_clear_400_that_does_not_repeat_it(
     response = await api.call("ada", "PUT", PATH, json={"kind": "slack", "webhook_url": url})
     assert response.status_code == 400, response.text
     assert response.json()["detail"].startswith(detail), response.json()
-    assert "services/T/B/x" not in response.text
+    assert url not in response.text
+    assert "aaaaaaaa" not in response.text
     assert (await api.call("ada", "GET", PATH)).json() == NOTHING  # nothing written
 
 
