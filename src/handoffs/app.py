@@ -19,6 +19,7 @@ from handoffs.config import Settings, get_settings
 from handoffs.db.engine import create_engine
 from handoffs.deps import provide_user
 from handoffs.domain.accounts.controller import AuthController, UserController
+from handoffs.domain.chat_integration.controller import ChatIntegrationController
 from handoffs.domain.escalation_policy.controller import EscalationPolicyController
 from handoffs.domain.figures.controller import TeamFiguresController
 from handoffs.domain.handoffs.controller import HandoffController, HandoffSearchController
@@ -94,6 +95,7 @@ def create_app(
             NotificationController,
             EscalationStreamController,
             PsaConnectionController,
+            ChatIntegrationController,
             UserController,
             TeamFiguresController,
             # The browser console: pages, and the static files they load.

@@ -151,6 +151,7 @@ class JobTopic(StrEnum):
     send_escalation_emails = "send_escalation_emails"
     push_to_psa = "push_to_psa"
     send_resolution_email = "send_resolution_email"
+    post_to_chat = "post_to_chat"
 
 
 #: The outbox topic of rows that are live events to publish, not jobs to run.

@@ -43,7 +43,8 @@ def test_an_escalation_tells_every_senior_and_queues_its_jobs_and_the_event() ->
     assert draft.recipient_ids == tuple(SENIORS)
     assert len(draft.notification_ids) == 2
     assert [row.topic for row in draft.outbox] == [
-        JobTopic.enrich_escalation, JobTopic.send_escalation_emails, JobTopic.push_to_psa, EVENT_TOPIC,
+        JobTopic.enrich_escalation, JobTopic.send_escalation_emails, JobTopic.push_to_psa, JobTopic.post_to_chat,
+        EVENT_TOPIC,
     ]  # fmt: skip
     event = draft.outbox[-1].payload
     assert (event["type"], event["handoff_id"], event["recipient_ids"]) == (

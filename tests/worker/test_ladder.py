@@ -174,6 +174,8 @@ async def test_each_level_fires_once_telling_only_who_was_not_told(
     assert [(e["level"], e["recipient_ids"]) for e in events] == [
         (1, [str(api["olivia"].id)]), (2, [str(api["ada"].id)]),
     ]  # fmt: skip
+    chats = sorted((r.payload["level"], r.payload.get("notify")) for r in rows if r.topic == "post_to_chat")
+    assert chats == [(0, None), (1, "owners"), (2, "seniors")]  # the escalation, then each level
     mails = [r.payload["recipient_ids"] for r in rows if r.topic == "send_escalation_emails"]
     assert mails == [[str(api["sam"].id)], [str(api["olivia"].id)], [str(api["ada"].id)]]
     await db.rollback()

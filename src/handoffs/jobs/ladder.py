@@ -6,7 +6,8 @@ policy change). An arq cron job sweeps the due ones with
 ``FOR UPDATE SKIP LOCKED`` and fires each level in ONE transaction: the
 handoff's ``escalation_level`` and next due time, a bell entry of kind
 ``escalated`` for the level's people who were not told yet, the outbox rows
-(their emails, the ``handoff_escalated`` live event) and a timeline entry.
+(their emails, the chat message, the ``handoff_escalated`` live event) and a
+timeline entry.
 
 Why a swept column rather than deferred arq jobs keyed by (handoff, level):
 the schedule then lives in PostgreSQL with the handoff, so a claim cancels it
@@ -35,6 +36,7 @@ from handoffs.domain.notifications.service import notify
 from handoffs.domain.notifications.titles import duration, escalation_title
 from handoffs.enums import EVENT_TOPIC, JobTopic, NotificationKind, TimelineKind
 from handoffs.events import HandoffEscalated, event_payload
+from handoffs.jobs.chat import chat_payload
 from handoffs.jobs.context import JobContext, job_context
 from handoffs.outbox.writer import OutboxWriter
 
@@ -146,6 +148,11 @@ async def _fire(db: Any, outbox: OutboxWriter, row: Any, now: datetime) -> None:
         outbox.add(
             account_id, JobTopic.send_escalation_emails, {**ids, "recipient_ids": [str(t) for t in told]}
         )
+    outbox.add(
+        account_id,
+        JobTopic.post_to_chat,
+        chat_payload(handoff_id, row["session_id"], step, notify=level.notify),
+    )
     await record(
         db,
         account_id=account_id,

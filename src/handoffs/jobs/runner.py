@@ -30,12 +30,17 @@ log = logging.getLogger(__name__)
 
 
 class TransientError(Exception):
-    """Worth another try later (rate limit, overload, 5xx, timeout, connection)."""
+    """Worth another try later (rate limit, overload, 5xx, timeout, connection).
 
-    def __init__(self, reason: str, *, max_attempts: int | None = None) -> None:
+    ``defer``, when the other side said when to come back (a 429's ``Retry-After``),
+    replaces the backoff for the next attempt.
+    """
+
+    def __init__(self, reason: str, *, max_attempts: int | None = None, defer: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.max_attempts = max_attempts
+        self.defer = defer
 
 
 class PermanentError(Exception):
@@ -168,7 +173,7 @@ async def _run(
     except TransientError as exc:
         limit = min(exc.max_attempts or jc.settings.job_max_attempts, jc.settings.job_max_attempts)
         if attempt < limit:
-            defer = _backoff(jc, attempt)
+            defer = exc.defer if exc.defer is not None else _backoff(jc, attempt)
             try:
                 await _record(jc, row.id, attempt, error=exc.reason)
             except Exception as record_exc:  # the database may be why it failed: retry all the same

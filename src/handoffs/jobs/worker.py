@@ -14,6 +14,7 @@ from arq import Worker, cron
 from handoffs.config import Settings
 from handoffs.enums import JobTopic
 from handoffs.integrations.ai import AnthropicAssessor, Assessor, OfflineAssessor
+from handoffs.jobs.chat import post_to_chat
 from handoffs.jobs.context import CTX_KEY, JobContext, job_context
 from handoffs.jobs.email import send_escalation_emails, send_resolution_email
 from handoffs.jobs.enrichment import enrich_escalation
@@ -24,7 +25,7 @@ from handoffs.runtime import open_runtime
 
 log = logging.getLogger(__name__)
 
-FUNCTIONS = [enrich_escalation, send_escalation_emails, push_to_psa, send_resolution_email]
+FUNCTIONS = [enrich_escalation, send_escalation_emails, push_to_psa, send_resolution_email, post_to_chat]
 # arq runs a job by its function's name, and the outbox names jobs by JobTopic: one list.
 if sorted(f.__name__ for f in FUNCTIONS) != sorted(JobTopic):
     raise RuntimeError(

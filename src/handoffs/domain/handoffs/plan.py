@@ -126,6 +126,8 @@ def plan_hand_off(
             outbox.append(OutboxDraft(uuid7(), JobTopic.send_escalation_emails, payload))
         if session.psa_ticket_id:
             outbox.append(OutboxDraft(uuid7(), JobTopic.push_to_psa, ids))
+        # The job reads the account's chat setup and its minimum priority; level 0 is the escalation.
+        outbox.append(OutboxDraft(uuid7(), JobTopic.post_to_chat, {**ids, "level": 0}))
     created = HandoffCreated(
         handoff_id=str(handoff_id),
         session_id=str(session.id),

@@ -1,0 +1,242 @@
+"""Posting to a chat incoming webhook, and keeping its URL secret while doing so.
+
+A webhook URL carries its credential in the path (Slack ``/services/T…/B…/token``,
+Teams ``/webhookb2/…``, Power Automate ``…&sig=…``). So:
+
+- errors are worded by us from the status and the host, never from httpx's
+  messages (which contain the URL) and never chained to them;
+- httpx logs every request with its URL at INFO: while a post is in flight a
+  filter on the httpx/httpcore loggers rewrites the URL to ``scheme://host/…``
+  (a context variable says which URL, so other requests' logs are untouched).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+#: ``chat_integrations.webhook_url`` is String(2000).
+MAX_URL_LENGTH = 2000
+#: A Retry-After longer than this is waited only this long (then the job asks again).
+RETRY_AFTER_CAP_SECONDS = 300.0
+#: Plain http is for a receiver on this machine (tests, development) only.
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class ChatError(Exception):
+    """A post did not go through. ``reason`` is for people (it never holds the URL);
+    ``transient`` says whether trying again may help, ``retry_after`` when the service said."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        transient: bool,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+def validate_webhook_url(url: str) -> str:
+    """``url`` stripped, or ``ValueError`` saying what is wrong with it (without repeating it)."""
+    url = url.strip()
+    if not url:
+        raise ValueError("webhook_url is empty")
+    if len(url) > MAX_URL_LENGTH:
+        raise ValueError(f"webhook_url is longer than {MAX_URL_LENGTH:,} characters")
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise ValueError("webhook_url must not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        raise ValueError("webhook_url is not a valid URL") from None
+    if parts.scheme not in {"https", "http"} or not host:
+        raise ValueError(
+            "webhook_url must be a web address such as https://hooks.slack.com/services/… "
+            "or https://….webhook.office.com/…"
+        )
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise ValueError("webhook_url must not contain a user name or password")
+    if parts.scheme == "http" and host not in LOCAL_HOSTS:
+        raise ValueError("webhook_url must use https (plain http only for 127.0.0.1 or localhost)")
+    if parts.scheme == "https" and _is_internal_ip(host):
+        raise ValueError("webhook_url must name a public host, not an internal address")
+    return url
+
+
+def _is_internal_ip(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name: what it resolves to is the network's business
+    return address.is_private or address.is_loopback or address.is_link_local or address.is_reserved
+
+
+def webhook_host(url: str) -> str | None:
+    """The host alone (``hooks.slack.com``): what answers and errors may show of a webhook."""
+    try:
+        return urlsplit(url).hostname or None
+    except ValueError:
+        return None
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}/…"
+
+
+def _secret_forms(url: str) -> tuple[str, ...]:
+    """The ways the URL (or its path, the token) may be spelled in a message, longest first."""
+    forms = {url}
+    parts = urlsplit(url)
+    forms.add(parts.path + (f"?{parts.query}" if parts.query else ""))
+    with contextlib.suppress(Exception):  # a URL httpx refuses is never sent: nothing more to hide
+        parsed = httpx.URL(url)
+        forms.add(str(parsed))
+        forms.add(parsed.raw_path.decode("ascii", "replace"))
+    return tuple(sorted((f for f in forms if len(f) > 1), key=len, reverse=True))
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` with every spelling of ``url`` (and of its path) replaced by ``scheme://host/…``."""
+    for form in _secret_forms(url):
+        text = text.replace(form, _redacted(url) if "://" in form else "/…")
+    return text
+
+
+_POSTING: ContextVar[str | None] = ContextVar("chat_webhook_posting", default=None)
+
+
+class _HideWebhook(logging.Filter):
+    """Rewrites a log record that mentions the webhook being posted to (see the module docstring)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        url = _POSTING.get()
+        if url:
+            message = record.getMessage()
+            cleaned = scrub(message, url)
+            if cleaned != message:
+                record.msg, record.args = cleaned, ()
+        return True
+
+
+_FILTER = _HideWebhook()
+#: A logger's filters apply to its own records only, so each logger that writes is named.
+_HTTP_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy")
+for _name in _HTTP_LOGGERS:
+    logging.getLogger(_name).addFilter(_FILTER)
+
+
+@contextmanager
+def hide_in_http_logs(url: str) -> Iterator[None]:
+    token = _POSTING.set(url)
+    try:
+        yield
+    finally:
+        _POSTING.reset(token)
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    status_code: int
+
+
+async def post_message(
+    http: httpx.AsyncClient, url: str, payload: dict[str, Any], *, timeout_seconds: float = 15.0
+) -> Posted:
+    """POST ``payload`` as JSON to the webhook; ``ChatError`` in words a person understands otherwise.
+
+    429 and 5xx, timeouts and connection errors are transient; any other 4xx is not
+    (the webhook is gone, the channel archived, the message refused).
+    """
+    host = webhook_host(url) or "the chat service"
+    with hide_in_http_logs(url):
+        try:
+            response = await http.post(url, json=payload, timeout=timeout_seconds, follow_redirects=False)
+        except httpx.TimeoutException:
+            raise ChatError(f"{host} did not answer within {timeout_seconds:g} s", transient=True) from None
+        except httpx.ConnectError:
+            raise ChatError(
+                f"could not connect to {host} (connection refused or no route)", transient=True
+            ) from None
+        except httpx.HTTPError as exc:
+            raise ChatError(
+                f"the connection to {host} failed ({type(exc).__name__})", transient=True
+            ) from None
+        except Exception as exc:  # e.g. httpx.InvalidURL, whose message holds the URL
+            raise ChatError(f"could not post to {host} ({type(exc).__name__})", transient=False) from None
+    status = response.status_code
+    body = scrub(response.text[:300].strip(), url)
+    if 200 <= status < 300:
+        throttled = _teams_throttle(body)
+        if throttled is None:
+            return Posted(status)
+        status = throttled  # an Office 365 connector answers 200 and says the error in the body
+    raise _refusal(host, status, body, response.headers.get("Retry-After"))
+
+
+def _teams_throttle(body: str) -> int | None:
+    """The status inside Teams' ``Microsoft Teams endpoint returned HTTP error 429 …`` 200 answers."""
+    prefix = "Microsoft Teams endpoint returned HTTP error "
+    if not body.startswith(prefix):
+        return None
+    code = body[len(prefix) :].split(" ", 1)[0]
+    return int(code) if code.isdigit() else 500
+
+
+def _refusal(host: str, status: int, body: str, retry_after: str | None) -> ChatError:
+    """The error a non-2xx answer means (returned, for the caller to raise)."""
+    said = f": {body}" if body and not body.lstrip().startswith("<") else ""
+    if status == 429:
+        wait = parse_retry_after(retry_after)
+        after = f"; asked to wait {wait:g} s" if wait is not None else ""
+        return ChatError(
+            f"{host} is rate limiting us (429){after}", transient=True, status_code=status, retry_after=wait
+        )
+    if status >= 500:
+        return ChatError(f"{host} had a problem ({status}){said}", transient=True, status_code=status)
+    meaning = {
+        400: "refused the message",
+        401: "refused the webhook's credentials",
+        403: "does not allow this webhook to post",
+        404: "does not know this webhook (deleted, or the URL is wrong)",
+        410: "says the webhook or its channel is gone",
+    }.get(status, "refused the post")
+    return ChatError(f"{host} {meaning} ({status}){said}", transient=False, status_code=status)
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """A ``Retry-After`` header (seconds or an HTTP date) as seconds from now, 1..``RETRY_AFTER_CAP_SECONDS``;
+    None when absent or unreadable (then the usual backoff applies)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(1.0, min(seconds, RETRY_AFTER_CAP_SECONDS))  # at least a second: no hot loop
