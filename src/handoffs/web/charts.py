@@ -22,7 +22,8 @@ RIGHT = 8
 TOP = 14
 BOTTOM = 34  # room for the x axis' labels
 #: Candidate tops of the duration axis, in seconds: a bar's height reads against a round time.
-_DURATION_STEPS = (60, 120, 300, 600, 900, 1800, 3600, 7200, 4 * 3600, 8 * 3600, 86400, 2 * 86400, 7 * 86400)
+#: Each halves to a time that reads exactly (the middle grid line): 2 min, 5 min, 30 min, 12 h.
+_DURATION_STEPS = (60, 120, 240, 600, 1200, 1800, 3600, 7200, 4 * 3600, 8 * 3600, 86400, 2 * 86400, 4 * 86400)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +71,11 @@ def nice_top(largest: float, unit: Unit) -> float:
         for step in _DURATION_STEPS:
             if largest <= step:
                 return float(step)
-        return float(math.ceil(largest / 86400) * 86400)
+        return float(math.ceil(largest / (2 * 86400)) * 2 * 86400)
     if largest <= 4:
         return 4.0
     magnitude = 10 ** math.floor(math.log10(largest))
-    for factor in (1, 2, 2.5, 5, 10):
+    for factor in (1, 2, 4, 6, 8, 10):  # even tops: the middle line is a whole count
         if largest <= factor * magnitude:
             return float(factor * magnitude)
     return float(10 * magnitude)  # pragma: no cover - the loop ends at 10x
@@ -92,7 +93,8 @@ def bar_chart(points: Sequence[tuple[str, float | None]], *, unit: Unit) -> Char
     every = max(1, math.ceil(len(points) / 10))  # at most about ten x labels
     bars = []
     for i, (name, value) in enumerate(points):
-        height = 0.0 if value is None else plot_height * (value / top)
+        # A value of 0 (picked up at once) still shows, as a sliver, unlike a day with no data.
+        height = 0.0 if value is None else max(1.5, plot_height * (value / top))
         bars.append(
             Bar(
                 x=round(LEFT + i * slot + (slot - bar_width) / 2, 2),

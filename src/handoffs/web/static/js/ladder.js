@@ -43,7 +43,7 @@ export function ladderState(info, { intent, priority }, policy, at = now()) {
     let text = `Overdue · stepped up to ${who}${when}`;
     if (due !== null && nextWho) {
       const left = (due - at) / 1000;
-      text += left > 0 ? ` · ${nextWho} in ${formatDuration(left)}` : ` · ${nextWho} now`;
+      text += left >= 1 ? ` · ${nextWho} in ${formatDuration(left)}` : ` · ${nextWho} now`;
     }
     return { state: "overdue", text };
   }
@@ -51,7 +51,7 @@ export function ladderState(info, { intent, priority }, policy, at = now()) {
   const left = (due - at) / 1000;
   const windowMs = Math.max(0, due - from) * DUE_FRACTION;
   if (due - at <= windowMs) {
-    const text = left > 0 ? `Due · steps up to ${nextWho} in ${formatDuration(left)}` : `Due · stepping up to ${nextWho} now`;
+    const text = left >= 1 ? `Due · steps up to ${nextWho} in ${formatDuration(left)}` : `Due · stepping up to ${nextWho} now`;
     return { state: "due", text };
   }
   return { state: "calm", text: `On time · steps up to ${nextWho} in ${formatDuration(left)}` };

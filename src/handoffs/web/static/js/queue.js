@@ -147,7 +147,7 @@ export class Queue {
         : null;
     if (card.dataset.ladder === (result?.state ?? undefined) && slot.textContent === (result?.text ?? "")) return;
     for (const state of ["calm", "due", "overdue"]) {
-      card.classList.toggle(`ladder-${state}`, result?.state === state);
+      card.classList.toggle(`card-ladder-${state}`, result?.state === state);
       waiting.classList.toggle(`waiting-${state}`, result?.state === state);
     }
     if (!result) {
