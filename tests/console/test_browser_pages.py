@@ -398,8 +398,9 @@ async def test_the_console_carries_the_policy_and_each_escalations_place_on_the_
     assert data["policy"]["labels"]["admins"] == "admins and owners"
     assert data["policy"]["isDefault"] is True
     ladder = data["ladder"][urgent["id"]]
-    assert ladder["level"] == 0 and ladder["next"] == 0 and ladder["lastAt"] is None
-    assert ladder["startedAt"] and ladder["nextAt"]  # urgent: the first level due after 300 s
+    assert (ladder["level"], ladder["next"], ladder["lastAt"]) == (0, 0, None)
+    assert ladder["startedAt"]
+    assert ladder["nextAt"]  # urgent: the first level due after 300 s
     assert low["id"] not in data["ladder"]  # low ones never step up
     part = await api.call("sam", "GET", "/parts/ladder")
     assert part.status_code == 200
