@@ -382,3 +382,111 @@ async def test_viewers_read_the_handoffs_list_and_detail_without_actions(api: Ap
     home = (await api.call("victor", "GET", "/")).text
     assert 'href="/handoffs"' in home
     assert (await api.call("gus", "GET", "/handoffs")).text.count('class="handoff-row"') == 0
+
+
+# -- the ladder on the queue, the settings page, the team page ---------------------------------
+
+
+async def test_the_console_carries_the_policy_and_each_escalations_place_on_the_ladder(api: Api) -> None:
+    _, urgent = await api.escalated("jane", priority="urgent")
+    _, low = await api.escalated("jane", priority="low")
+    data = page_data((await api.call("sam", "GET", "/")).text)
+    assert data["policy"]["levels"] == [
+        {"after_seconds": 600, "notify": "seniors"},
+        {"after_seconds": 1800, "notify": "admins"},
+    ]
+    assert data["policy"]["labels"]["admins"] == "admins and owners"
+    assert data["policy"]["isDefault"] is True
+    ladder = data["ladder"][urgent["id"]]
+    assert (ladder["level"], ladder["next"], ladder["lastAt"]) == (0, 0, None)
+    assert ladder["startedAt"]
+    assert ladder["nextAt"]  # urgent: the first level due after 300 s
+    assert low["id"] not in data["ladder"]  # low ones never step up
+    part = await api.call("sam", "GET", "/parts/ladder")
+    assert part.status_code == 200
+    assert part.json()["ladder"][urgent["id"]] == ladder
+    assert (await api.call("victor", "GET", "/parts/ladder")).status_code == 403
+    assert "policy" not in page_data((await api.call("victor", "GET", "/")).text)
+
+
+@pytest.mark.parametrize(("who", "status"), [("ada", 200), ("olivia", 200), ("sam", 403), ("victor", 403)])
+async def test_only_admins_and_owners_open_the_settings_page(api: Api, who: str, status: int) -> None:
+    response = await api.call(who, "GET", "/settings")
+    assert response.status_code == status
+    assert "text/html" in response.headers["content-type"]
+    console = (await api.call(who, "GET", "/handoffs")).text
+    if status == 200:
+        assert 'id="policy-form"' in response.text
+        assert 'id="chat-form"' in response.text
+        levels = response.text.split('id="policy-levels"')[1].split("</ol>")[0]
+        assert levels.count("data-level>") == 2  # the default ladder, two levels
+        assert '<a href="/settings"' in console
+    else:
+        assert "Not for your role" in response.text
+        assert 'id="policy-form"' not in response.text
+        assert '<a href="/settings"' not in console
+
+
+async def test_the_settings_page_shows_the_saved_ladder(api: Api) -> None:
+    levels = [{"after_seconds": 90, "notify": "seniors"}, {"after_seconds": 3600, "notify": "owners"}]
+    put = await api.call("ada", "PUT", "/api/v1/escalation-policy", json={"levels": levels})
+    assert put.status_code == 200, put.text
+    body = (await api.call("ada", "GET", "/settings")).text
+    assert (
+        'id="level-1-amount" name="amount" type="number" min="1" step="1" inputmode="numeric" required value="90"'
+        in body
+    )
+    assert (
+        'id="level-2-amount" name="amount" type="number" min="1" step="1" inputmode="numeric" required value="60"'
+        in body
+    )
+    assert '<option value="seconds" selected>' in body
+    assert '<option value="owners" selected>' in body
+    assert 'id="policy-default" class="muted" hidden' in body
+
+
+@pytest.mark.parametrize(("who", "status"), [("sam", 200), ("ada", 200), ("olivia", 200), ("victor", 403)])
+async def test_engineers_and_up_open_the_team_page(api: Api, who: str, status: int) -> None:
+    response = await api.call(who, "GET", "/team")
+    assert response.status_code == status
+    if status == 200:
+        assert '<svg class="chart"' in response.text or "No data for this period yet." in response.text
+        assert '<a href="/team" aria-current="page">Team</a>' in response.text
+    else:
+        assert "Not for your role" in response.text
+
+
+async def test_the_team_page_numbers_are_the_apis_for_the_same_period(api: Api) -> None:
+    session, handoff = await api.escalated("jane", priority="urgent")
+    await api.escalated("jane", priority="high")
+    await api.escalated("jane", priority="high")
+    assert (await api.act("sam", session, handoff, "claim")).status_code == 200
+    for days in (7, 30):
+        body = (await api.call("sam", "GET", f"/team?days={days}")).text
+        period = re.search(r'data-since="([^"]+)" data-until="([^"]+)"', body)
+        assert period
+        figures = (
+            await api.call(
+                "sam", "GET", "/api/v1/metrics/handoffs", params={"since": period[1], "until": period[2]}
+            )
+        ).json()
+        for name in (
+            "escalations",
+            "parked",
+            "claimed",
+            "resolved",
+            "withdrawn",
+            "unclaimed_now",
+            "ladder_steps",
+        ):
+            assert f'data-figure="{name}">{figures[name]}<' in body, name
+        for priority in ("urgent", "high", "normal", "low"):
+            count = figures["by_priority"][priority]["escalations"]
+            assert re.search(
+                rf'<tr data-priority="{priority}"><th scope="row">\w+</th><td>{count}</td>', body
+            )
+        assert body.count("<tr data-day=") == days
+        # The SVG says what it is, and its bars are the table's numbers.
+        assert 'role="img" aria-labelledby="priority-chart-title priority-chart-desc"' in body
+        assert '<g class="chart-bar" data-name="High" data-value="2">' in body
+        assert "Sam Senior" in body  # by engineer

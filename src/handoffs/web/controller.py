@@ -161,6 +161,21 @@ class ConsoleController(Controller):
             "handoffs.html.j2", context=await views.handoffs_list(state=state, q=q, cursor=cursor)
         )
 
+    @get("/settings")
+    async def settings_page(self, views: NamedDependency[ConsoleViews]) -> Template:
+        """The account's settings (admins and owners): the escalation policy and chat notifications."""
+        return Template("settings.html.j2", context=await views.settings_page())
+
+    @get("/team")
+    async def team(self, views: NamedDependency[ConsoleViews], days: FromQuery[int] = 7) -> Template:
+        """The team figures of the last 7 or 30 days, with two charts drawn by the server."""
+        return Template("team.html.j2", context=await views.team_page(days))
+
+    @get("/parts/ladder")
+    async def ladder(self, views: NamedDependency[ConsoleViews]) -> dict[str, Any]:
+        """Where each open escalation is on the ladder (JSON), for the queue after it re-reads itself."""
+        return await views.ladder_part()
+
     @get("/parts/sidebar")
     async def sidebar(
         self, views: NamedDependency[ConsoleViews], current: FromQuery[UUID | None] = None

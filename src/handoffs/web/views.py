@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
+from litestar.exceptions import PermissionDeniedException
 from redis.exceptions import RedisError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handoffs.db.models import Account, SessionHandoff, User
+from handoffs.db.models import Account, SessionHandoff, TimelineEntry, User
 from handoffs.domain.accounts.service import UserService
+from handoffs.domain.escalation_policy.ladder import AUDIENCE_LABELS, steps_up
+from handoffs.domain.escalation_policy.service import EscalationPolicyService
+from handoffs.domain.figures.service import Window, read_figures
 from handoffs.domain.handoffs.comments import HandoffComments
 from handoffs.domain.handoffs.schemas import CommentOut, HandoffPage, TimelineEntryOut
 from handoffs.domain.handoffs.search import SearchFilters, read_queue, search_handoffs
@@ -28,8 +34,19 @@ from handoffs.domain.handoffs.service import HandoffService
 from handoffs.domain.handoffs.timeline import read_timeline
 from handoffs.domain.notifications.service import NotificationService
 from handoffs.domain.sessions.service import SessionService
-from handoffs.enums import SENIOR_ROLES, AssessmentStatus, HandoffState, Outcome, Role, SessionStatus
+from handoffs.enums import (
+    SENIOR_ROLES,
+    AssessmentStatus,
+    HandoffIntent,
+    HandoffState,
+    Outcome,
+    Priority,
+    Role,
+    SessionStatus,
+    TimelineKind,
+)
 from handoffs.events import EventBus
+from handoffs.web.charts import bar_chart
 from handoffs.web.filters import label
 
 log = logging.getLogger(__name__)
@@ -44,6 +61,22 @@ OUTCOMES = [
     (Outcome.duplicate, "Duplicate"),
     (Outcome.other, "Other"),
 ]
+#: The policy form's audiences, as the select offers them (the ladder's labels, capitalised).
+AUDIENCES = [(key, text[:1].upper() + text[1:]) for key, text in AUDIENCE_LABELS.items()]
+#: The team page's periods (days, ending with today in UTC).
+PERIODS = (7, 30)
+#: At most this many open escalations carry their ladder to the page (the queue shows 200).
+LADDER_LIMIT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Day:
+    """One UTC day of the team page's chart: its figures as the figures service answers them."""
+
+    day: datetime
+    p50: float | None
+    claimed: int
+    escalations: int
 
 
 class ConsoleViews:
@@ -82,6 +115,7 @@ class ConsoleViews:
             "user": user,
             "account_name": account.name if account else "",
             "is_senior": self.is_senior,
+            "is_admin": user.role.at_least(Role.admin),
             "can_create": user.role.at_least(Role.engineer),
             "unread": unread,
             "sessions": await self.sessions.list_for(user),
@@ -109,6 +143,125 @@ class ConsoleViews:
         context["queue"] = queue
         context["page_data"]["queue"] = msgspec.to_builtins(queue)
         context["page_data"]["people"] = await self._people_json()
+        if self.is_senior:
+            context["page_data"]["policy"] = await self.policy_json()
+            context["page_data"]["ladder"] = await self.ladder()
+        return context
+
+    async def policy_json(self) -> dict[str, Any]:
+        """The account's ladder as queue.js computes due times from it (``labels``: who a level tells)."""
+        policy = await EscalationPolicyService(self.db).get(self.user)
+        return {
+            "levels": msgspec.to_builtins(policy.levels),
+            "labels": AUDIENCE_LABELS,
+            "isDefault": policy.is_default,
+        }
+
+    async def ladder(self) -> dict[str, dict[str, Any]]:
+        """Where each open escalation of the account is on the ladder, by handoff id.
+
+        ``startedAt`` (creation or last release), ``next`` (the index of the level due next),
+        ``nextAt`` (its due time, null when none is left), ``level`` (steps fired), and the last
+        step's time and audience (``lastAt``, ``lastNotify``, from the timeline). The queue API
+        does not carry these (only ``escalation_level``), so the console reads them here.
+        """
+        if not self.is_senior:
+            return {}
+        h = SessionHandoff
+        rows = (
+            await self.db.execute(
+                select(
+                    h.id, h.priority, h.intent, h.created_at, h.ladder_started_at, h.ladder_next,
+                    h.escalation_level, h.next_escalation_at,
+                )
+                .where(h.account_id == self.user.account_id, h.state == HandoffState.open,
+                       h.intent == HandoffIntent.escalate)
+                .order_by(h.created_at)
+                .limit(LADDER_LIMIT)
+            )
+        ).all()  # fmt: skip
+        stepped = [row.id for row in rows if row.escalation_level > 0]
+        last: dict[UUID, tuple[datetime, str]] = {}
+        if stepped:
+            t = TimelineEntry
+            entries = await self.db.execute(
+                select(t.handoff_id, t.created_at, t.detail)
+                .distinct(t.handoff_id)
+                .where(t.account_id == self.user.account_id, t.kind == TimelineKind.escalated,
+                       t.handoff_id.in_(stepped))
+                .order_by(t.handoff_id, t.created_at.desc())
+            )  # fmt: skip
+            last = {e.handoff_id: (e.created_at, str((e.detail or {}).get("notify", ""))) for e in entries}
+        out: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            if not steps_up(row.intent, row.priority):
+                continue
+            at, notify = last.get(row.id, (None, ""))
+            out[str(row.id)] = {
+                "startedAt": _iso(row.ladder_started_at or row.created_at),
+                "next": row.ladder_next,
+                "nextAt": _iso(row.next_escalation_at),
+                "level": row.escalation_level,
+                "lastAt": _iso(at),
+                "lastNotify": notify,
+            }
+        return out
+
+    async def ladder_part(self) -> dict[str, Any]:
+        """``/parts/ladder``: the ladder of the open escalations and the policy (engineers and up)."""
+        self._require(Role.engineer, "see the escalation queue")
+        return {"ladder": await self.ladder(), "policy": await self.policy_json()}
+
+    def _require(self, minimum: Role, action: str) -> None:
+        if not self.user.role.at_least(minimum):
+            raise PermissionDeniedException(f"Your role may not {action}.")
+
+    async def settings_page(self) -> dict[str, Any]:
+        """``/settings`` (admins and owners): the escalation policy and the chat integration."""
+        self._require(Role.admin, "change the account's settings")
+        context = await self.chrome("settings")
+        policy = await EscalationPolicyService(self.db).get(self.user)
+        context.update(
+            policy=policy,
+            levels=[_level_form(level.after_seconds, level.notify) for level in policy.levels],
+            audiences=AUDIENCES,
+            priorities=[(p.value, label(p.value)) for p in Priority],
+        )
+        return context
+
+    async def team_page(self, days: int) -> dict[str, Any]:
+        """``/team`` (engineers and up): the figures of the last ``days`` days (UTC, today included).
+
+        The figures service answers for a period; the daily time-to-claim chart calls it once a
+        day (7 or 30 calls of two index range scans each), so every number on the page is the
+        API's own definition, for the period the page names.
+        """
+        self._require(Role.engineer, "read the team figures")
+        days = days if days in PERIODS else PERIODS[0]
+        context = await self.chrome("team")
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        until = today + timedelta(days=1)
+        since = until - timedelta(days=days)
+        figures = await read_figures(self.db, self.user, Window(since, until))
+        daily = []
+        for n in range(days):
+            start = since + timedelta(days=n)
+            day = await read_figures(self.db, self.user, Window(start, start + timedelta(days=1)))
+            daily.append(Day(start, day.time_to_claim_seconds.p50, day.claimed, day.escalations))
+        priorities = list(reversed(Priority))  # urgent first, as the queue orders them
+        context.update(
+            days=days,
+            periods=PERIODS,
+            one_day=timedelta(days=1),
+            figures=figures,
+            daily=daily,
+            priorities=priorities,
+            claim_chart=bar_chart([(d.day.strftime("%b %-d"), d.p50) for d in daily], unit="duration"),
+            priority_chart=bar_chart(
+                [(label(p.value), float(figures.by_priority[p].escalations)) for p in priorities],
+                unit="count",
+            ),
+        )
         return context
 
     async def session_page(self, session_id: UUID) -> dict[str, Any]:
@@ -259,6 +412,17 @@ class ConsoleViews:
 
     async def _people_json(self) -> dict[str, str]:
         return {str(uid): u.name for uid, u in (await self._people()).items()}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def _level_form(after_seconds: int, notify: str) -> dict[str, Any]:
+    """A level as the form shows it: in minutes when whole minutes, else in seconds."""
+    unit: Literal["minutes", "seconds"] = "minutes" if after_seconds % 60 == 0 else "seconds"
+    amount = after_seconds // 60 if unit == "minutes" else after_seconds
+    return {"amount": amount, "unit": unit, "notify": notify}
 
 
 def _name(people: dict[UUID, User], user_id: UUID | None) -> str:

@@ -3,8 +3,10 @@
 import { api, fragment } from "./api.js";
 import { Bell } from "./bell.js";
 import { HandoffScreen } from "./handoff.js";
+import { DesktopNotifier } from "./notify.js";
 import { Queue } from "./queue.js";
 import { initNewSession, initSessionPage } from "./session.js";
+import { initSettings } from "./settings.js";
 import { LiveStream, NoStream } from "./stream.js";
 import { refreshAgo, renderTimes, setServerNow } from "./time.js";
 import { UnseenTitle } from "./title.js";
@@ -39,6 +41,9 @@ document.getElementById("logout").addEventListener("click", async () => {
 });
 
 new Bell({ stream, userId: data.user.id, unread: data.unread });
+if (data.stream) {
+  new DesktopNotifier({ stream, userId: data.user.id, button: document.getElementById("desktop-notify"), toast });
+}
 initNewSession();
 
 // The sidebar follows its sessions' status (escalated, claimed, released) and gains the ones
@@ -83,9 +88,12 @@ if (data.page === "console" && document.getElementById("queue")) {
     items: data.queue || [],
     unseen: new UnseenTitle(),
     announce,
+    policy: data.policy,
+    ladder: data.ladder,
   });
 }
 if (data.page === "session") initSessionPage({ stream, sessionId: data.sessionId });
+if (data.page === "settings") initSettings();
 if (data.page === "handoff") {
   new HandoffScreen({ stream, handoff: data.handoff, userId: data.user.id, streaming: data.stream, toast });
 }

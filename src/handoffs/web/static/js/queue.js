@@ -1,9 +1,12 @@
 // The escalation queue: cards in server order (urgent first, then oldest), live arrivals
 // sliding in at their place, claimed, resolved and withdrawn cards leaving every open queue,
 // released ones coming back, "Pick up". A switch shows all open, mine (raised for me by name)
-// or the resolved ones; the search box filters any of them on the server.
+// or the resolved ones; the search box filters any of them on the server. Each waiting
+// escalation says where it is on the account's ladder (ladder.js), kept current every second
+// and on `handoff_escalated`.
 
 import { api } from "./api.js";
+import { freshLadder, ladderState, stepped, stepsUp } from "./ladder.js";
 import { ago, firstName, formatDuration, secondsSince } from "./time.js";
 
 const RANK = { low: 0, normal: 1, high: 2, urgent: 3 };
@@ -51,7 +54,7 @@ function snippet(text, length = 140) {
 }
 
 export class Queue {
-  constructor({ stream, userId, people, items, unseen, announce }) {
+  constructor({ stream, userId, people, items, unseen, announce, policy, ladder }) {
     this.list = document.getElementById("queue");
     this.template = document.getElementById("queue-card-template");
     this.empty = document.getElementById("queue-empty");
@@ -63,6 +66,9 @@ export class Queue {
     this.announce = announce;
     this.reloading = null;
     this.again = false;
+    this.policy = policy || null;
+    this.ladder = new Map(Object.entries(ladder || {}));
+    this.ladderBusy = false;
     this.noticeTimer = null;
 
     this.view = "open";
@@ -86,14 +92,74 @@ export class Queue {
     });
 
     stream.on("handoff_created", (event) => this.arrive(event));
-    stream.on("handoff_claimed", (event) => this.isOpenView() && this.leave(event.handoff_id));
+    stream.on("handoff_claimed", (event) => {
+      this.ladder.delete(event.handoff_id); // a claim cancels the rest of the ladder
+      if (this.isOpenView()) this.leave(event.handoff_id);
+    });
     stream.on("handoff_resolved", (event) => {
       // A withdrawn open one leaves the open queue; the resolved view gains it.
       if (this.isOpenView()) this.leave(event.handoff_id);
       else this.reload();
     });
     stream.on("handoff_released", () => this.isOpenView() && this.reload());
+    stream.on("handoff_escalated", (event) => this.stepUp(event));
     stream.on("resync", () => this.reload());
+  }
+
+  /** A ladder level fired: the card turns overdue and says to whom it went (once per level). */
+  stepUp(event) {
+    const info = this.ladder.get(event.handoff_id);
+    const card = this.find(event.handoff_id);
+    if (!info) {
+      if (card) this.refreshLadder(); // a card the page knows nothing about yet: ask the server
+      return;
+    }
+    if ((info.level || 0) >= event.level) return; // a replayed event the page already shows
+    this.ladder.set(event.handoff_id, stepped(info, event));
+    if (!card || card.dataset.resolvedAt !== undefined) return;
+    this.updateLadder(card);
+    const who = this.policy?.labels?.[event.notify] || event.notify;
+    this.announce(`Stepped up to ${who}: ${card.querySelector('[data-slot="link"]').textContent}`);
+  }
+
+  /** Re-read every open escalation's place on the ladder (after the queue was re-read). */
+  async refreshLadder() {
+    if (this.ladderBusy) return;
+    this.ladderBusy = true;
+    try {
+      const data = await api("GET", "/parts/ladder");
+      this.policy = data.policy;
+      this.ladder = new Map(Object.entries(data.ladder || {}));
+      for (const card of this.cards()) this.updateLadder(card);
+    } catch (error) {
+      console.warn("ladder refresh failed", error);
+    } finally {
+      this.ladderBusy = false;
+    }
+  }
+
+  updateLadder(card) {
+    const slot = card.querySelector('[data-slot="ladder"]');
+    const waiting = card.querySelector('[data-slot="waiting"]');
+    const result =
+      card.dataset.resolvedAt === undefined
+        ? ladderState(this.ladder.get(card.dataset.id), card.dataset, this.policy)
+        : null;
+    if (card.dataset.ladder === (result?.state ?? undefined) && slot.textContent === (result?.text ?? "")) return;
+    for (const state of ["calm", "due", "overdue"]) {
+      card.classList.toggle(`card-ladder-${state}`, result?.state === state);
+      waiting.classList.toggle(`waiting-${state}`, result?.state === state);
+    }
+    if (!result) {
+      delete card.dataset.ladder;
+      slot.textContent = "";
+      slot.hidden = true;
+      return;
+    }
+    card.dataset.ladder = result.state;
+    slot.className = `ladder ladder-${result.state}`;
+    slot.textContent = result.text;
+    slot.hidden = false;
   }
 
   isOpenView() {
@@ -158,6 +224,10 @@ export class Queue {
     card.dataset.priority = item.priority;
     card.dataset.rank = String(RANK[item.priority] ?? 1);
     card.dataset.createdAt = item.created_at;
+    card.dataset.intent = item.intent;
+    if (item.state !== "resolved" && stepsUp(item.intent, item.priority) && !this.ladder.has(item.id)) {
+      this.ladder.set(item.id, freshLadder(item.created_at, item.escalation_level || 0));
+    }
 
     const priority = slot("priority");
     priority.textContent = item.priority[0].toUpperCase() + item.priority.slice(1);
@@ -214,6 +284,7 @@ export class Queue {
       button.replaceWith(own);
     }
     this.updateWaiting(card);
+    this.updateLadder(card);
     return card;
   }
 
@@ -227,7 +298,10 @@ export class Queue {
   }
 
   tick() {
-    for (const card of this.cards()) this.updateWaiting(card);
+    for (const card of this.cards()) {
+      this.updateWaiting(card);
+      this.updateLadder(card);
+    }
   }
 
   /** Make the list show `items` in their order: kept cards stay (and keep focus), new ones slide in. */
@@ -327,7 +401,10 @@ export class Queue {
       try {
         const asked = this.url();
         const items = await this.read();
-        if (asked === this.url()) this.reconcile(items, { animate: true }); // not the list of a view left meanwhile
+        if (asked === this.url()) {
+          this.reconcile(items, { animate: true }); // not the list of a view left meanwhile
+          if (this.isOpenView()) this.refreshLadder(); // a released one restarted its ladder
+        }
       } catch (error) {
         console.warn("queue reload failed", error);
       } finally {
