@@ -115,6 +115,8 @@ class Settings:
     worker_max_jobs: int = env("WORKER_MAX_JOBS", 500)
     worker_batch_wait_ms: float = env("WORKER_BATCH_WAIT_MS", 10.0)
     """How long a busy worker lets concurrent jobs' reads and writes gather into one statement."""
+    ladder_sweep_seconds: float = env("LADDER_SWEEP_SECONDS", 1.0)
+    """How often each worker sweeps the escalation ladder for due levels (0: this worker does not)."""
 
     # -- the AI assessment -------------------------------------------------------------------
     anthropic_api_key: str | None = env("ANTHROPIC_API_KEY", None)

@@ -29,11 +29,12 @@ class _DropRoutine(logging.Filter):
 
 
 def quiet_routine_logs() -> None:
-    """Silence what repeats on its own: arq's lines for every outbox sweep (every 3 s), every
-    ladder sweep (every second) and its health record (every 10 s); Alembic's plugin set-up.
-    Kept: jobs that ran, migrations applied, the sweeps' own lines when they did something."""
-    routine = ("→ cron:sweep_outbox", "← cron:sweep_outbox", "→ cron:sweep_ladder", "← cron:sweep_ladder")
-    logging.getLogger("arq.worker").addFilter(_DropRoutine(*routine, "recording health"))
+    """Silence what repeats on its own: arq's lines for every outbox sweep (every 3 s) and its
+    health record (every 10 s); Alembic's plugin set-up. Kept: jobs that ran, migrations applied,
+    the sweep's own line when it found rows a crash left behind."""
+    logging.getLogger("arq.worker").addFilter(
+        _DropRoutine("→ cron:sweep_outbox", "← cron:sweep_outbox", "recording health")
+    )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.migration").addFilter(
         _DropRoutine(keep=("Running upgrade", "Running downgrade"))

@@ -67,7 +67,7 @@ async def test_escalate_records_follow_up_work_in_the_outbox(api: Api, db: Async
     _, handoff = await api.escalated("jane", psa_ticket_id="4242")
     rows = (await db.scalars(select(OutboxMessage).order_by(OutboxMessage.created_at))).all()
     topics = sorted(r.topic for r in rows)
-    assert topics == ["enrich_escalation", "event", "push_to_psa", "send_escalation_emails"]
+    assert topics == ["enrich_escalation", "event", "post_to_chat", "push_to_psa", "send_escalation_emails"]
     assert all(r.account_id == api["jane"].account_id for r in rows)
     event = next(r for r in rows if r.topic == "event")
     assert event.payload["type"] == "handoff_created"

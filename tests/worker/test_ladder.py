@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.config import Settings
 from handoffs.db.models import Notification, OutboxMessage, SessionHandoff
-from handoffs.jobs.ladder import step_up_due
+from handoffs.jobs.ladder import SWEPT_PREFIX, step_up_due
 from tests.conftest import Api
 from tests.support.polling import wait_for
 from tests.support.replicas import log_dir
@@ -262,9 +262,9 @@ async def test_two_worker_processes_fire_each_level_once_and_a_restarted_one_fir
     try:
         await wait_for(lambda: level(2), seconds=30)
         fired_ms = int(datetime.now().timestamp() * 1000)
-        # Two more sweeps of the restarted worker (each keeps its result a few seconds under an
-        # id ending in its time) find nothing left to fire.
-        await wait_for(lambda: _sweeps_after(redis, fired_ms, 2), seconds=30)
+        # The restarted worker keeps sweeping (its trace in Redis moves on, two ticks past the
+        # level) and finds nothing left to fire.
+        await wait_for(lambda: _swept_after(redis, restarted.pid, fired_ms + 2000), seconds=30)
     finally:
         restarted.terminate()
         restarted.wait(timeout=15)
@@ -272,7 +272,10 @@ async def test_two_worker_processes_fire_each_level_once_and_a_restarted_one_fir
     assert (await row(db, handoff["id"])).escalation_level == 2
 
 
-async def _sweeps_after(redis: Any, since_ms: int, count: int) -> bool | None:
-    keys = [key async for key in redis.scan_iter(match="arq:result:cron:sweep_ladder:*")]
-    after = [int(key.rsplit(b":", 1)[-1]) for key in keys if int(key.rsplit(b":", 1)[-1]) > since_ms]
-    return True if len(after) >= count else None
+async def _swept_after(redis: Any, pid: int, since_ms: int) -> bool | None:
+    """True once the worker process ``pid`` has swept after ``since_ms`` (its trace key)."""
+    async for key in redis.scan_iter(match=f"{SWEPT_PREFIX}*:{pid}"):
+        value = await redis.get(key)
+        if value is not None and int(value) > since_ms:
+            return True
+    return None

@@ -47,13 +47,13 @@ async def test_dispatch_enqueues_jobs_under_the_row_id_and_publishes_events(
     await redis.flushdb()
     relay = _relay(sessionmaker, redis)
     rows = await _rows(db)
-    assert await relay.dispatch([r.id for r in rows.values()]) == 4
+    assert await relay.dispatch([r.id for r in rows.values()]) == 5
     rows = await _rows(db)
     assert rows["event"].status == OutboxStatus.done
-    for topic in ("enrich_escalation", "send_escalation_emails", "push_to_psa"):
+    for topic in ("enrich_escalation", "send_escalation_emails", "push_to_psa", "post_to_chat"):
         assert rows[topic].status == OutboxStatus.dispatched
         assert await redis.exists(f"arq:job:{rows[topic].id}")
-    assert await redis.zcard("arq:queue") == 3
+    assert await redis.zcard("arq:queue") == 4
     history = await EventBus(redis).history_after(api["jane"].account_id, "0-0")
     assert history is not None
     assert [e.type for e in history] == ["handoff_created"]
@@ -78,8 +78,8 @@ async def test_when_redis_is_away_rows_stay_pending_with_the_error_and_the_sweep
     assert all((r.last_error or "").startswith("dispatch: ConnectionError") for r in rows.values())
 
     swept = await _relay(sessionmaker, redis).sweep(grace=timedelta(0))
-    assert swept == 4
-    assert await redis.zcard("arq:queue") == 3
+    assert swept == 5
+    assert await redis.zcard("arq:queue") == 4
     await dead.aclose()
 
 
@@ -92,13 +92,13 @@ async def test_the_sweep_redispatches_a_lost_job_and_arq_ids_keep_it_single(
     relay = _relay(sessionmaker, redis, stale_after=timedelta(0))
     # The jobs are still queued: re-dispatching them adds nothing to the queue.
     queued = await redis.zcard("arq:queue")
-    assert queued == 2
-    assert await relay.sweep(grace=timedelta(0)) == 2
+    assert queued == 3  # the assessment, the emails, the chat message (no ticket: no PSA push)
+    assert await relay.sweep(grace=timedelta(0)) == 3
     assert await redis.zcard("arq:queue") == queued
     # Lost (Redis flushed): the sweep queues them again.
     await redis.flushdb()
-    assert await relay.sweep(grace=timedelta(0)) == 2
-    assert await redis.zcard("arq:queue") == 2
+    assert await relay.sweep(grace=timedelta(0)) == 3
+    assert await redis.zcard("arq:queue") == 3
 
 
 async def test_fresh_pending_rows_wait_for_the_fast_path(

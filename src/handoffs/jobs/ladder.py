@@ -2,8 +2,9 @@
 
 Each open escalation carries ``next_escalation_at``, the due time of its next
 level (set by the hand-off, cleared by a claim, reset by a release, moved by a
-policy change). An arq cron job sweeps the due ones with
-``FOR UPDATE SKIP LOCKED`` and fires each level in ONE transaction: the
+policy change). Every worker process sweeps the due ones every second (``LadderSweeper``, a task
+of the worker's own, not an arq cron: a per-second cron would keep a job queued at all
+times and sweeps need no Redis) with ``FOR UPDATE SKIP LOCKED`` and fires each level in ONE transaction: the
 handoff's ``escalation_level`` and next due time, a bell entry of kind
 ``escalated`` for the level's people who were not told yet, the outbox rows
 (their emails, the chat message, the ``handoff_escalated`` live event) and a
@@ -22,7 +23,12 @@ rolls back and the level fires on the next sweep. See docs/ladder.md.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
+import socket
+import time
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -37,7 +43,7 @@ from handoffs.domain.notifications.titles import duration, escalation_title
 from handoffs.enums import EVENT_TOPIC, JobTopic, NotificationKind, TimelineKind
 from handoffs.events import HandoffEscalated, event_payload
 from handoffs.jobs.chat import chat_payload
-from handoffs.jobs.context import JobContext, job_context
+from handoffs.jobs.context import JobContext
 from handoffs.outbox.writer import OutboxWriter
 
 log = logging.getLogger(__name__)
@@ -74,9 +80,46 @@ ORDER BY u.name, u.id
 )
 
 
-async def sweep_ladder(ctx: dict[str, Any]) -> int:
-    """arq cron: fire every level that is due; returns how many fired."""
-    return await step_up_due(job_context(ctx))
+#: Each worker's last sweep, as ``<key prefix><host>:<pid>`` = unix ms (kept 10 s): a trace of
+#: live sweepers for operators (and the tests, instead of sleeping).
+SWEPT_PREFIX = "handoffs:ladder:swept:"
+
+
+class LadderSweeper:
+    """This worker's ladder sweep: ``step_up_due`` every ``interval`` seconds until stopped.
+
+    Every worker of the fleet runs one; SKIP LOCKED shares the due rows between them, and a
+    level fires once however many sweep. A failed sweep (PostgreSQL away) is logged and tried
+    again on the next tick.
+    """
+
+    def __init__(self, jc: JobContext, interval: float) -> None:
+        self.jc = jc
+        self.interval = interval
+        self.name = f"{SWEPT_PREFIX}{socket.gethostname()}:{os.getpid()}"
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.interval > 0 and self._task is None:
+            self._task = asyncio.create_task(self._run(), name="ladder-sweeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await step_up_due(self.jc)
+            except Exception:
+                log.warning("escalation ladder: the sweep failed; trying again", exc_info=True)
+            with contextlib.suppress(Exception):  # the trace is for people: Redis away stops nothing
+                await self.jc.bus.redis.set(self.name, int(time.time() * 1000), ex=10)
+            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
 
 async def step_up_due(jc: JobContext, now: datetime | None = None, limit: int = BATCH) -> int:

@@ -18,7 +18,7 @@ from handoffs.jobs.chat import post_to_chat
 from handoffs.jobs.context import CTX_KEY, JobContext, job_context
 from handoffs.jobs.email import send_escalation_emails, send_resolution_email
 from handoffs.jobs.enrichment import enrich_escalation
-from handoffs.jobs.ladder import sweep_ladder
+from handoffs.jobs.ladder import LadderSweeper
 from handoffs.jobs.psa import push_to_psa
 from handoffs.jobs.queue import redis_settings
 from handoffs.runtime import open_runtime
@@ -72,11 +72,15 @@ def worker_options(settings: Settings, *, extra_ctx: dict[str, Any] | None = Non
             assessor=overrides.get("assessor") or make_assessor(settings),
             http=overrides.get("http") or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)),
         )
+        sweeper = ctx["ladder"] = LadderSweeper(ctx[CTX_KEY], settings.ladder_sweep_seconds)
+        sweeper.start()
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         jc: JobContext | None = ctx.get(CTX_KEY)
         if jc is None:
             return
+        if (sweeper := ctx.get("ladder")) is not None:
+            await sweeper.stop()
         await jc.drain()
         if "http" not in overrides:
             await jc.http.aclose()
@@ -90,9 +94,6 @@ def worker_options(settings: Settings, *, extra_ctx: dict[str, Any] | None = Non
             # Each sweep's result (rows it handed on) is kept a minute: a trace of the recent
             # sweeps in Redis, which the crash tests count instead of sleeping.
             cron(sweep_outbox, second=set(range(0, 60, 3)), run_at_startup=True, unique=True, keep_result=60),
-            # The escalation ladder: every second, so a level fires within about a second of
-            # its time; one worker runs each tick (unique), and SKIP LOCKED keeps any overlap safe.
-            cron(sweep_ladder, second=set(range(60)), run_at_startup=True, unique=True, keep_result=10),
         ],
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
