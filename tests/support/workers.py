@@ -30,8 +30,12 @@ def fast_settings(settings: Settings, **changes: Any) -> Settings:
 async def run_jobs(
     settings: Settings, *, extra_ctx: dict[str, Any] | None = None, seconds: float = 30
 ) -> Worker:
-    """Run queued jobs (and their retries) with a real arq Worker until the queue is empty."""
-    options = worker_options(settings, extra_ctx=extra_ctx)
+    """Run queued jobs (and their retries) with a real arq Worker until the queue is empty.
+
+    Neither the outbox sweep nor the ladder's runs here: they have their own tests, which
+    drive them explicitly (``step_up_due(jc, now=...)``) or run real worker processes.
+    """
+    options = worker_options(replace(settings, ladder_sweep_seconds=0), extra_ctx=extra_ctx)
     options["cron_jobs"] = []  # the sweep has its own tests
     worker = Worker(**options, burst=True, poll_delay=0.02, handle_signals=False)
     try:
@@ -45,8 +49,9 @@ async def run_jobs(
 async def job_context(
     settings: Settings, redis: Redis, *, extra_ctx: dict[str, Any] | None = None
 ) -> AsyncIterator[JobContext]:
-    """The clients a worker gives its jobs, made and closed by its real start-up and shutdown hooks."""
-    options = worker_options(settings, extra_ctx=extra_ctx)
+    """The clients a worker gives its jobs, made and closed by its real start-up and shutdown hooks
+    (without the ladder's own sweeper: a test that uses the context sweeps when it means to)."""
+    options = worker_options(replace(settings, ladder_sweep_seconds=0), extra_ctx=extra_ctx)
     ctx: dict[str, Any] = {"redis": ArqRedis(connection_pool=redis.connection_pool)}
     await options["on_startup"](ctx)
     try:
