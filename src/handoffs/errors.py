@@ -8,7 +8,7 @@ from typing import Any
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,62 @@ def integrity_error_handler(request: Request[Any, Any, Any], exc: IntegrityError
     return _json(409, {"detail": "The request conflicts with the current state; reload and try again."})
 
 
+#: SQLSTATEs of a value PostgreSQL cannot store as text: a NUL character (22P05, "unsupported
+#: Unicode escape sequence" for jsonb; 22021, "invalid byte sequence" for text). Input, not a bug.
+NUL_SQLSTATES = {"22021", "22P05"}
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from (a few levels: repositories wrap the driver's)."""
+    out: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(out) < 10:
+        out.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return out
+
+
+def refused_as_text(exc: BaseException) -> bool:
+    """Whether PostgreSQL refused a value as text (a NUL character), anywhere in the cause chain:
+    advanced-alchemy's repositories wrap the driver's error in their own."""
+    for seen in _chain(exc):
+        if getattr(seen, "sqlstate", None) in NUL_SQLSTATES:
+            return True
+        if isinstance(seen, DBAPIError) and getattr(seen.orig, "sqlstate", None) in NUL_SQLSTATES:
+            return True
+    return False
+
+
+NUL_DETAIL = "Text may not contain NUL characters (\\u0000); remove them and send again."
+
+
+def database_error_handler(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[dict[str, Any]]:
+    """A value the database refuses as text (a NUL character) is the client's: a 400 that says
+    so; anything else is ours, a logged 500. The transaction rolled back; nothing was written."""
+    if refused_as_text(exc):
+        return _json(400, {"detail": NUL_DETAIL})
+    return internal_error_handler(request, exc)
+
+
+def recursion_error_handler(request: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[str, Any]]:
+    """A body nested so deeply that decoding it ran out of stack: the client's, a 400."""
+    log.warning("refused a too deeply nested body on %s %s", request.method, request.url.path)
+    return _json(400, {"detail": "The JSON body is nested too deeply."})
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    if refused_as_text(exc):  # wrapped by a repository: still the client's input
+        return _json(400, {"detail": NUL_DETAIL})
+    database = next((e for e in _chain(exc) if isinstance(e, DBAPIError)), None)
+    if database is not None:
+        # Not the traceback: the driver's message can quote a bound value ("invalid input for
+        # query argument $1: '<the value>'"), and values are credentials, emails, notes.
+        log.error(
+            "unhandled database error on %s %s: %s (SQLSTATE %s) in [SQL: %s]",
+            request.method, request.url.path, type(database.orig).__name__,
+            getattr(database.orig, "sqlstate", None), database.statement,
+        )  # fmt: skip
+        return _json(HTTP_500_INTERNAL_SERVER_ERROR, {"detail": "Internal server error; it has been logged."})
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _json(HTTP_500_INTERNAL_SERVER_ERROR, {"detail": "Internal server error; it has been logged."})
 
@@ -94,5 +149,7 @@ exception_handlers: dict[type[Exception] | int, Any] = {
     ValidationException: validation_error_handler,
     HTTPException: http_error_handler,
     IntegrityError: integrity_error_handler,
+    DBAPIError: database_error_handler,
+    RecursionError: recursion_error_handler,
     HTTP_500_INTERNAL_SERVER_ERROR: internal_error_handler,
 }

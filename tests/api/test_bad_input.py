@@ -213,6 +213,39 @@ CASES = [
         statuses=PATH_ERROR,
     ),
     case("read-notification-bad-uuid", "sam", "POST", "/notifications/xyz/read", None, statuses=PATH_ERROR),
+    # -- a NUL character, which PostgreSQL cannot store as text
+    case("session-title-nul", "jane", "POST", SESSIONS, {"title": "Out\u0000look"}, "NUL", {400}),
+    case("session-summary-nul", "jane", "POST", SESSIONS, {"problem_summary": "sync\u0000"}, "NUL", {400}),
+    case(
+        "message-content-nul", "jane", "POST", MESSAGES, {"role": "user", "content": "a\u0000b"}, "NUL", {400}
+    ),
+    case(
+        "handoff-notes-nul",
+        "jane",
+        "POST",
+        HANDOFF,
+        {"intent": "escalate", "engineer_notes": "\u0000"},
+        "NUL",
+        {400},
+    ),
+    case(
+        "login-email-nul",
+        None,
+        "POST",
+        LOGIN,
+        {"email": "jane@acme.test\u0000", "password": "demo"},
+        "NUL",
+        {400, 401},
+    ),
+    # -- JSON nested far deeper than any body of this API
+    case(
+        "session-deeply-nested",
+        "jane",
+        "POST",
+        SESSIONS,
+        Raw(b'{"title": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+        statuses={400},
+    ),
 ]
 
 
@@ -338,3 +371,67 @@ async def test_value_at_the_limit_is_accepted(
     await db.rollback()
     assert stored is not None
     assert len(stored) == length
+
+
+async def test_a_nul_in_psa_credentials_is_a_400_and_the_secret_reaches_no_log(
+    api: Api, db: AsyncSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue #14's case: a failed write used to log its SQL parameters, credentials included."""
+    caplog.set_level("DEBUG")
+    body = {
+        "vendor": "halo",
+        "base_url": "https://acme.halopsa.com",
+        "credentials": {"client_id": "ACME-CID-42", "client_secret": "S3cr3t-Halo-Key\u0000"},
+    }
+    response = await api.call("ada", "PUT", f"{API}/psa-connection", json=body)
+    assert response.status_code == 400, response.text
+    assert "NUL" in response.json()["detail"]
+    assert "S3cr3t-Halo-Key" not in caplog.text
+    assert "S3cr3t-Halo-Key" not in response.text
+    assert (await api.call("ada", "GET", f"{API}/psa-connection")).json()["vendor"] == "none"
+
+
+async def test_a_nul_in_the_life_after_the_pick_up_is_a_400(api: Api) -> None:
+    session, handoff = await api.claimed("sam")
+    for action, body in (
+        ("comments", {"body": "which build?\u0000"}),
+        ("resolve", {"resolution": "fixed\u0000"}),
+        ("release", {"reason": "\u0000"}),
+    ):
+        response = await api.act("sam", session, handoff, action, body)
+        assert response.status_code == 400, (action, response.text)
+        assert "NUL" in response.json()["detail"]
+    assert (await api.read("sam", session, handoff)).json()["state"] == "claimed"
+    assert (await api.read("sam", session, handoff, "comments")).json() == []
+    search = await api.call("sam", "GET", f"{API}/handoffs", params={"q": "vpn\u0000"})
+    assert search.status_code == 400, search.text
+
+
+@pytest.mark.expect_error_logs  # the 500 handler logs the database error, as it should
+async def test_a_failed_statement_never_carries_its_values_into_the_500s_log(
+    settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The engine hides bound parameters, and the 500 handler logs a database error without
+    the driver's message, which can quote a value ("invalid input for query argument $1: …")."""
+    from types import SimpleNamespace
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from handoffs.db.engine import create_engine
+    from handoffs.errors import internal_error_handler
+
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as conn:
+            with pytest.raises(DBAPIError) as failed:
+                await conn.execute(text("SELECT CAST(:secret AS integer)"), {"secret": "S3cr3t-Halo-Key"})
+    finally:
+        await engine.dispose()
+    assert "hidden due to hide_parameters" in str(failed.value)
+    request = SimpleNamespace(method="PUT", url=SimpleNamespace(path="/api/v1/psa-connection"))
+    with caplog.at_level("DEBUG"):
+        response = internal_error_handler(request, failed.value)  # type: ignore[arg-type]
+    assert response.status_code == 500
+    assert "S3cr3t-Halo-Key" not in caplog.text
+    assert "SELECT CAST($1 AS integer)" in caplog.text  # what failed is still there to debug

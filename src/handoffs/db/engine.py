@@ -33,9 +33,13 @@ def create_engine(
     asyncpg) so an API request never meets a connection PostgreSQL dropped.
     Workers turn it off: a job that meets one fails like any unforeseen error
     and is retried, which is cheaper than pinging before every transaction.
+
+    ``hide_parameters``: a failed statement's error (and so every log line and traceback
+    of it) never carries its bound values: credentials, emails, notes and transcripts.
     """
     return create_async_engine(
         settings.sqlalchemy_url,
+        hide_parameters=True,
         pool_size=settings.db_pool_size if pool_size is None else pool_size,
         max_overflow=settings.db_max_overflow if max_overflow is None else max_overflow,
         pool_pre_ping=pre_ping,
