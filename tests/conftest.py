@@ -144,6 +144,14 @@ async def clean_tables(request: pytest.FixtureRequest) -> None:
         # A test that deactivated a demo user must not leave the next one without them.
         await conn.execute(text("UPDATE users SET is_active = true WHERE NOT is_active"))
         await conn.execute(text("DELETE FROM accounts WHERE slug NOT IN ('acme-msp', 'globex-msp')"))
+    # Nor may one test's failed sign-ins count against the next one's (security/login_limits.py).
+    limits = Redis.from_url(request.getfixturevalue("settings").required_redis_url)
+    try:
+        stale = [key async for key in limits.scan_iter(match="handoffs:login:failures:*")]
+        if stale:
+            await limits.delete(*stale)
+    finally:
+        await limits.aclose()
 
 
 @dataclass

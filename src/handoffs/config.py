@@ -91,6 +91,10 @@ class Settings:
     secret_key: str = env("SECRET_KEY", "")
     """Signs the JWTs. Every replica of one installation must share it."""
     token_ttl_minutes: int = env("TOKEN_TTL_MINUTES", 12 * 60)
+    login_max_failures_per_email: int = env("LOGIN_MAX_FAILURES_PER_EMAIL", 10)
+    """Failed sign-ins per email per window before sign-in answers 429 (docs/security.md)."""
+    login_max_failures_per_address: int = env("LOGIN_MAX_FAILURES_PER_ADDRESS", 50)
+    login_window_seconds: int = env("LOGIN_WINDOW_SECONDS", 900)
     public_url: str = env("PUBLIC_URL", "http://127.0.0.1:8000")
     """The base of links in emails and chat messages (no trailing slash)."""
     debug: bool = env("HANDOFFS_DEBUG", False)

@@ -6,40 +6,78 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import NotAuthorizedException, TooManyRequestsException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, QueryParameter
 
 from handoffs.db.models import User
 from handoffs.deps import DbSession
-from handoffs.domain.accounts.schemas import Colleague, LoggedOut, LoginIn, LoginOut, SessionOut, UserOut
+from handoffs.domain.accounts.schemas import (
+    Colleague,
+    Detail,
+    LoggedOut,
+    LoginIn,
+    LoginOut,
+    SessionOut,
+    UserOut,
+)
 from handoffs.domain.accounts.service import UserService
+from handoffs.domain.notifications.titles import duration
 from handoffs.enums import Role
+from handoffs.runtime import runtime_of
 from handoffs.security.auth import TokenIssuer, current_user
+from handoffs.security.login_limits import LoginLimiter
+
+LIMITED = {429: ResponseSpec(data_container=Detail, description="Too many failed sign-ins; see Retry-After")}
+
+
+async def sign_in(request: Request[Any, Any, Any], db: DbSession, data: LoginIn) -> User:
+    """The user these credentials name, within the sign-in limits (429 past them, before the
+    password is even checked), or 401."""
+    runtime = runtime_of(request.app.state)
+    limiter = LoginLimiter.of(runtime.redis, runtime.settings)
+    address = request.client.host if request.client else "unknown"
+    wait = await limiter.retry_after(address, data.email)
+    if wait is not None:
+        raise TooManyRequestsException(
+            f"Too many failed sign-ins; try again in {duration(wait)}.",
+            headers={"Retry-After": str(wait)},
+        )
+    user = await UserService(db).authenticate(data.email, data.password)
+    if user is None:
+        await limiter.failed(address, data.email)
+        raise NotAuthorizedException("Wrong email or password")
+    await limiter.succeeded(data.email)
+    return user
 
 
 class AuthController(Controller):
     path = "/api/v1"
     tags = ["auth"]
 
-    @post("/auth/login", status_code=200, security=[])
+    @post("/auth/login", status_code=200, security=[], responses=LIMITED)
     async def login(
-        self, data: JSONBody[LoginIn], db_session: DbSession, tokens: NamedDependency[TokenIssuer]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[LoginIn],
+        db_session: DbSession,
+        tokens: NamedDependency[TokenIssuer],
     ) -> LoginOut:
-        """Exchange email and password for a bearer token."""
-        user = await UserService(db_session).authenticate(data.email, data.password)
-        if user is None:
-            raise NotAuthorizedException("Wrong email or password")
+        """Exchange email and password for a bearer token (rate limited per email and address)."""
+        user = await sign_in(request, db_session, data)
         token, expires_at = tokens.issue(user)
         return LoginOut(access_token=token, user=UserOut.of(user), expires_at=expires_at)
 
-    @post("/auth/session", status_code=200, security=[])
+    @post("/auth/session", status_code=200, security=[], responses=LIMITED)
     async def open_session(
-        self, data: JSONBody[LoginIn], db_session: DbSession, tokens: NamedDependency[TokenIssuer]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[LoginIn],
+        db_session: DbSession,
+        tokens: NamedDependency[TokenIssuer],
     ) -> Response[SessionOut]:
         """Sign in the browser console: an HttpOnly session cookie and a CSRF token."""
-        user = await UserService(db_session).authenticate(data.email, data.password)
-        if user is None:
-            raise NotAuthorizedException("Wrong email or password")
+        user = await sign_in(request, db_session, data)
         token, expires_at = tokens.issue(user)
         session, companion, csrf = tokens.session_cookies(token)
         body = SessionOut(user=UserOut.of(user), csrf_token=csrf, expires_at=expires_at)

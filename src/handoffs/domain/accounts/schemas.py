@@ -53,3 +53,9 @@ class SessionOut(msgspec.Struct):
 
 class LoggedOut(msgspec.Struct):
     detail: str = "Signed out"
+
+
+class Detail(msgspec.Struct):
+    """An error body: what went wrong, in words."""
+
+    detail: str
