@@ -108,3 +108,28 @@ async def test_openapi_schema_is_served(api: Api) -> None:
     assert response.status_code == 200
     paths = response.json()["paths"]
     assert "/api/v1/ai-sessions/{session_id}/handoffs/{handoff_id}/claim" in paths
+
+
+def test_logout_revokes_that_token_on_every_replica_and_only_that_one(replicas: list[str]) -> None:
+    """Issue #14: logout did not revoke the bearer token (valid for 12 h after)."""
+    import httpx
+
+    a, b = replicas
+
+    def token(url: str) -> str:
+        response = httpx.post(f"{url}/api/v1/auth/login", json={"email": "sam@acme.test", "password": "demo"})
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+    laptop, script = token(a), token(b)
+
+    def me(url: str, bearer: str) -> int:
+        return httpx.get(f"{url}/api/v1/me", headers={"Authorization": f"Bearer {bearer}"}).status_code
+
+    assert (me(a, laptop), me(b, laptop), me(a, script)) == (200, 200, 200)
+    out = httpx.post(f"{a}/api/v1/auth/logout", headers={"Authorization": f"Bearer {laptop}"})
+    assert out.status_code == 200, out.text
+    assert (me(a, laptop), me(b, laptop)) == (401, 401)  # refused everywhere at once
+    assert (me(a, script), me(b, script)) == (200, 200)  # the user's other token is still good
+    again = httpx.post(f"{b}/api/v1/auth/logout", headers={"Authorization": f"Bearer {laptop}"})
+    assert again.status_code == 401

@@ -47,10 +47,14 @@ async def test_session_sign_in_sets_an_httponly_cookie_and_returns_a_csrf_token(
     ok = await browser.post("/api/v1/notifications/read-all", headers={"X-CSRF-Token": body["csrf_token"]})
     assert ok.status_code == 200
 
+    kept = browser.cookies.get(SESSION_COOKIE)  # what a copied cookie would replay
     out = await browser.post("/api/v1/auth/logout", headers={"X-CSRF-Token": body["csrf_token"]})
     assert out.status_code == 200
     assert not browser.cookies.get(SESSION_COOKIE)
     assert (await browser.get("/api/v1/me")).status_code == 401
+    # Not only cleared in this browser: the server refuses that session from now on.
+    replayed = await browser.get("/api/v1/me", headers={"Cookie": f"{SESSION_COOKIE}={kept}"})
+    assert replayed.status_code == 401
 
 
 async def test_wrong_password_sets_no_cookie(browser: httpx.AsyncClient) -> None:

@@ -27,6 +27,8 @@ from sqlalchemy import select
 from handoffs.config import Settings
 from handoffs.db.models import User
 from handoffs.enums import Role
+from handoffs.runtime import STATE_KEY
+from handoffs.security.revocation import is_revoked
 
 #: Paths reachable without a token.
 PUBLIC_PATHS = ["/api/v1/auth/login", "/api/v1/auth/session", "/health", "/schema"]
@@ -42,6 +44,9 @@ def create_jwt_auth(settings: Settings, alchemy: SQLAlchemyAsyncConfig) -> JWTCo
             user_id = UUID(token.sub)
         except ValueError:
             return None
+        runtime = connection.app.state.get(STATE_KEY)
+        if runtime is not None and await is_revoked(runtime.redis, token):
+            return None  # signed out
         # The same session the handler's `db_session` dependency gets, so a
         # request opens one connection, not two.
         db = alchemy.provide_session(connection.app.state, connection.scope)
@@ -68,7 +73,10 @@ class TokenIssuer:
         self.ttl: timedelta = jwt_auth.default_token_expiration
 
     def issue(self, user: User) -> tuple[str, datetime]:
-        token = self._jwt_auth.create_token(identifier=str(user.id), token_expiration=self.ttl)
+        # A unique id per token, so signing out can revoke exactly this one (security/revocation.py).
+        token = self._jwt_auth.create_token(
+            identifier=str(user.id), token_expiration=self.ttl, token_unique_jwt_id=secrets.token_urlsafe(16)
+        )
         return token, datetime.now(UTC) + self.ttl
 
     def session_cookies(self, token: str) -> tuple[Cookie, Cookie, str]:

@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, TooManyRequestsException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, QueryParameter
+from litestar.security.jwt import Token
 
 from handoffs.db.models import User
 from handoffs.deps import DbSession
@@ -27,6 +28,7 @@ from handoffs.enums import Role
 from handoffs.runtime import runtime_of
 from handoffs.security.auth import TokenIssuer, current_user
 from handoffs.security.login_limits import LoginLimiter
+from handoffs.security.revocation import revoke
 
 LIMITED = {429: ResponseSpec(data_container=Detail, description="Too many failed sign-ins; see Retry-After")}
 
@@ -84,8 +86,12 @@ class AuthController(Controller):
         return Response(body, cookies=[session, companion])
 
     @post("/auth/logout", status_code=200)
-    async def logout(self, tokens: NamedDependency[TokenIssuer]) -> Response[LoggedOut]:
-        """End the console session (clears its cookies)."""
+    async def logout(
+        self, request: Request[User, Token, Any], tokens: NamedDependency[TokenIssuer]
+    ) -> Response[LoggedOut]:
+        """Sign out: this token (bearer or the console's cookie) is refused from now on, on every
+        replica; the console's cookies are cleared."""
+        await revoke(runtime_of(request.app.state).redis, request.auth)
         return Response(LoggedOut(), cookies=tokens.cleared_cookies())
 
     @get("/me")
