@@ -746,6 +746,7 @@ async def test_the_junior_sees_pick_up_question_reassign_and_resolve_live(
     await expect(notice.locator(".notice-quote strong")).to_have_text("credential manager")
     await expect(history).to_contain_text("resolved by Ada Admin (workaround)")
     await expect(jane.page.locator("#session-status")).to_have_text("Resolved")
+    await expect(jane.page.locator("#message-form")).to_be_hidden()  # it takes no more messages
     await expect(jane_bell).to_have_text("4")
     await jane.page.screenshot(path=artifact("lifecycle-4-junior-resolved.png"), full_page=True)
 

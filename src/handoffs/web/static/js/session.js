@@ -31,6 +31,12 @@ const LIFECYCLE_EVENTS = ["handoff_created", "handoff_claimed", "handoff_release
  * the handoffs list together, so the three never disagree (not even for a moment between two
  * events: the newest answer wins, at most one request in flight).
  */
+/** A resolved session takes no more messages (the API answers 409): its form goes as it resolves. */
+function takesMessages(open) {
+  const form = document.getElementById("message-form");
+  if (form) form.hidden = !open;
+}
+
 function followSession(stream, sessionId) {
   const places = {
     "session-notice": document.getElementById("session-notice"),
@@ -53,6 +59,7 @@ function followSession(stream, sessionId) {
           if (!place) continue;
           place.replaceChildren(...part.childNodes);
           renderTimes(place);
+          if (part.dataset.status) takesMessages(part.dataset.status !== "resolved");
         }
       })
       .catch((error) => console.warn("session state refresh failed", error))
