@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from arq.connections import ArqRedis
 from litestar.datastructures import State
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from handoffs.config import Settings
@@ -49,6 +50,9 @@ class Runtime:
     relay: OutboxRelay
     hub: EventHub | None = None
     """The live-stream hub: API replicas only."""
+    auth_redis: Redis | None = None
+    """One connection for the signed-out-token check of every request (API replicas only):
+    serialised on it, so 200 streams opening at once do not grow the shared pool."""
     _owned_redis: bool = True
     _engines: list[AsyncEngine] = field(default_factory=list, repr=False)
 
@@ -57,6 +61,8 @@ class Runtime:
         if self.hub is not None:
             await self.hub.stop()
         await self.relay.drain()
+        if self.auth_redis is not None:
+            await self.auth_redis.aclose()
         if self._owned_redis:
             await self.redis.aclose()
         for engine in self._engines:
@@ -107,6 +113,7 @@ async def open_runtime(
             gc_gen0_threshold=settings.sse_gc_gen0_threshold,
         )
         await runtime.hub.start()
+        runtime.auth_redis = Redis.from_url(settings.required_redis_url, single_connection_client=True)
     return runtime
 
 

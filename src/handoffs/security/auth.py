@@ -45,7 +45,11 @@ def create_jwt_auth(settings: Settings, alchemy: SQLAlchemyAsyncConfig) -> JWTCo
         except ValueError:
             return None
         runtime = connection.app.state.get(STATE_KEY)
-        if runtime is not None and await is_revoked(runtime.redis, token):
+        if (
+            runtime is not None
+            and runtime.auth_redis is not None
+            and await is_revoked(runtime.auth_redis, token)
+        ):
             return None  # signed out
         # The same session the handler's `db_session` dependency gets, so a
         # request opens one connection, not two.
