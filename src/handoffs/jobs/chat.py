@@ -28,10 +28,10 @@ from handoffs.db.models import (
     AISession,
     ChatDelivery,
     ChatIntegration,
-    EscalationPolicy,
     SessionHandoff,
     User,
 )
+from handoffs.domain.escalation_policy.service import account_policy
 from handoffs.domain.handoffs.timeline import record
 from handoffs.domain.notifications.titles import escalation_title
 from handoffs.enums import DeliveryStatus, Priority, TimelineKind
@@ -175,11 +175,10 @@ async def _ladder_notify(db: Any, account_id: UUID, level: int) -> str | None:
     """Whom ladder level ``level`` tells, from the account's policy (None: unknown, the message says less)."""
     if level <= 0:
         return None
-    levels = await db.scalar(select(EscalationPolicy.levels).where(EscalationPolicy.account_id == account_id))
-    if not levels or level > len(levels):
+    policy = await account_policy(db, account_id)
+    if policy.is_default or level > len(policy.levels):
         return None
-    notify = levels[level - 1].get("notify")
-    return str(notify) if notify else None
+    return policy.levels[level - 1].notify
 
 
 async def _mark(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from uuid import UUID
 
 import msgspec
 from sqlalchemy import select, text
@@ -31,15 +32,18 @@ WHERE h.account_id = :account_id AND h.state = 'open' AND h.intent = 'escalate' 
 )
 
 
+async def account_policy(db: AsyncSession, account_id: UUID) -> EscalationPolicyOut:
+    """The account's ladder as stored, or the default when it has set none."""
+    stored = await db.scalar(select(EscalationPolicy.levels).where(EscalationPolicy.account_id == account_id))
+    return EscalationPolicyOut(levels=levels_of(stored), is_default=not stored)
+
+
 class EscalationPolicyService:
     def __init__(self, db: AsyncSession) -> None:
         self.db = db
 
     async def get(self, user: User) -> EscalationPolicyOut:
-        stored = await self.db.scalar(
-            select(EscalationPolicy.levels).where(EscalationPolicy.account_id == user.account_id)
-        )
-        return EscalationPolicyOut(levels=levels_of(stored), is_default=not stored)
+        return await account_policy(self.db, user.account_id)
 
     async def put(self, user: User, data: EscalationPolicyIn) -> EscalationPolicyOut:
         if problem := check_increasing(data.levels):

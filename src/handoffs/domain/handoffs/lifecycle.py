@@ -27,8 +27,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from handoffs.db.models import AISession, EscalationPolicy, Notification, SessionHandoff, User
-from handoffs.domain.escalation_policy.ladder import first_due, levels_of
+from handoffs.db.models import AISession, Notification, SessionHandoff, User
+from handoffs.domain.escalation_policy.ladder import first_due
+from handoffs.domain.escalation_policy.service import account_policy
 from handoffs.domain.handoffs.schemas import ReassignBody, ReleaseBody, ResolveBody, WithdrawBody
 from handoffs.domain.handoffs.timeline import record
 from handoffs.domain.notifications.service import notify
@@ -190,11 +191,7 @@ class HandoffLifecycle:
         self._check_claimer_or_admin(user, seen, "release it")
         former, former_actor = h.claimed_by, seen.claimer  # read before the row object is updated
         now = datetime.now(UTC)
-        levels = levels_of(
-            await self.db.scalar(
-                select(EscalationPolicy.levels).where(EscalationPolicy.account_id == user.account_id)
-            )
-        )
+        levels = (await account_policy(self.db, user.account_id)).levels
         released = await self._apply(
             user,
             seen,

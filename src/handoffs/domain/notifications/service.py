@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Row, Select, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from uuid_utils.compat import uuid7
@@ -60,6 +61,21 @@ async def notify(
     return told
 
 
+def _with_handoff(user: User) -> Select[Any]:
+    """The caller's notifications with their handoff's state now and its claimer's id and name."""
+    return (
+        select(Notification, SessionHandoff.state, SessionHandoff.claimed_by, Claimer.name)
+        .outerjoin(SessionHandoff, SessionHandoff.id == Notification.handoff_id)
+        .outerjoin(Claimer, Claimer.id == SessionHandoff.claimed_by)
+        .where(Notification.recipient_id == user.id, Notification.account_id == user.account_id)
+    )
+
+
+def _shown(row: Row[Any]) -> tuple[Notification, HandoffState | None, Person | None]:
+    note, state, claimer_id, name = row
+    return note, state, Person(id=claimer_id, name=name) if claimer_id and name else None
+
+
 class NotificationService:
     def __init__(self, db: AsyncSession) -> None:
         self.db = db
@@ -69,19 +85,11 @@ class NotificationService:
     ) -> list[tuple[Notification, HandoffState | None, Person | None]]:
         """The caller's notifications, newest first, each with its handoff's state now and who has it."""
         query = (
-            select(Notification, SessionHandoff.state, SessionHandoff.claimed_by, Claimer.name)
-            .outerjoin(SessionHandoff, SessionHandoff.id == Notification.handoff_id)
-            .outerjoin(Claimer, Claimer.id == SessionHandoff.claimed_by)
-            .where(Notification.recipient_id == user.id, Notification.account_id == user.account_id)
-            .order_by(Notification.created_at.desc(), Notification.id.desc())
-            .limit(limit)
+            _with_handoff(user).order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit)
         )
         if unread_only:
             query = query.where(Notification.read_at.is_(None))
-        return [
-            (note, state, Person(id=claimer_id, name=name) if claimer_id and name else None)
-            for note, state, claimer_id, name in (await self.db.execute(query)).all()
-        ]
+        return [_shown(row) for row in (await self.db.execute(query)).all()]
 
     async def unread_count(self, user: User) -> int:
         query = select(func.count()).where(
@@ -108,18 +116,9 @@ class NotificationService:
             note.read_at = func.now()
             await self.db.flush()
             await self.db.refresh(note)
-        found = (
-            await self.db.execute(
-                select(SessionHandoff.state, SessionHandoff.claimed_by, Claimer.name)
-                .outerjoin(Claimer, Claimer.id == SessionHandoff.claimed_by)
-                .where(SessionHandoff.id == note.handoff_id)
-            )
-        ).first()
+        row = (await self.db.execute(_with_handoff(user).where(Notification.id == note.id))).one()
         await self.db.commit()
-        if found is None:
-            return note, None, None
-        state, claimer_id, name = found
-        return note, state, Person(id=claimer_id, name=name) if claimer_id and name else None
+        return _shown(row)
 
     async def mark_all_read(self, user: User) -> int:
         result = await self.db.execute(
