@@ -127,7 +127,7 @@ class FakeAssessor:
             cache_read_tokens=900,
         )
 
-    async def assess(self, data: AssessmentInput) -> AssessmentResult:
+    async def assess(self, data: AssessmentInput, progress: Any = None) -> AssessmentResult:
         self.calls += 1
         if not self.latency:
             return self.result

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, get_args, get_type_hints
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from handoffs.pricing import ModelPrice, parse_prices
+
 
 class ConfigError(ValueError):
     """A setting has a value the service cannot use."""
@@ -128,6 +130,8 @@ class Settings:
     anthropic_timeout_seconds: float = env("ANTHROPIC_TIMEOUT_SECONDS", 60.0)
     anthropic_base_url: str | None = env("ANTHROPIC_BASE_URL", None)
     """An API gateway or proxy in front of Anthropic; unset means the SDK's default."""
+    ai_prices: str = env("AI_PRICES", "")
+    """Model prices over the built-in list prices (JSON; handoffs.pricing)."""
 
     # -- email -------------------------------------------------------------------------------
     smtp_url: str | None = env("SMTP_URL", None)
@@ -138,6 +142,14 @@ class Settings:
         # their files, so a relative folder would point somewhere else for them.
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().absolute())
         object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
+        self.price_table()  # a malformed AI_PRICES stops the start, not the first assessment
+
+    def price_table(self) -> dict[str, ModelPrice]:
+        """USD per million tokens by model prefix: the built-in list prices with ``AI_PRICES`` over them."""
+        try:
+            return parse_prices(self.ai_prices)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
 
     @classmethod
     def from_env(cls) -> Settings:

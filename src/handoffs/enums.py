@@ -111,6 +111,7 @@ class TimelineKind(StrEnum):
     escalated = "escalated"
     assessment_ready = "assessment_ready"
     assessment_failed = "assessment_failed"
+    assessment_retried = "assessment_retried"
     emails_sent = "emails_sent"
     psa_synced = "psa_synced"
     psa_failed = "psa_failed"

@@ -30,7 +30,7 @@ JOB_SECONDS = Histogram(
 )
 AI_TOKENS = Counter(
     "handoffs_ai_tokens",
-    "Model tokens spent on stored assessments, by kind (input, output, cache_read).",
+    "Model tokens spent on stored assessments, by kind (input, output, cache_read, cache_write).",
     ["kind"],
 )
 ASSESSMENTS = Counter(

@@ -85,7 +85,7 @@ def empty_figures() -> dict[str, Any]:
         "escalations": 0, "parked": 0, "claimed": 0, "resolved": 0, "withdrawn": 0,
         "unclaimed_now": 0, "time_to_claim_seconds": none, "time_to_resolve_seconds": none,
         "by_priority": {p: {"escalations": 0, "time_to_claim_p50": None} for p in PRIORITIES},
-        "by_engineer": [], "ladder_steps": 0,
+        "by_engineer": [], "ladder_steps": 0, "ai_cost_usd": 0.0,
     }  # fmt: skip
 
 
@@ -173,6 +173,7 @@ async def test_the_figures_of_a_period_are_the_hand_computed_counts_and_percenti
             },
         ],
         "ladder_steps": 3,
+        "ai_cost_usd": 0.0,
     }
 
 

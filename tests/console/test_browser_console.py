@@ -319,8 +319,13 @@ async def test_failed_assessment_shows_the_reason_live(
     )
     await expect(state).to_have_attribute("data-assessment-state", "failed")
     alert = sam.page.locator("#part-assessment [role=alert]")
-    await expect(alert).to_contain_text("The AI assessment failed.")
-    await expect(alert.locator(".failed-reason")).to_contain_text("refused the request (401)")
+    await expect(alert).to_contain_text("The AI could not assess this.")
+    await expect(alert).to_contain_text("The AI service refused the request (401)")
+    # Not empty-handed: the offline summary stands in, and the documentation package is there.
+    await expect(sam.page.locator("#part-assessment .assessment-fallback .likely-cause")).to_be_visible()
+    await expect(sam.page.locator("#part-documentation")).not_to_contain_text("No escalation package")
+    retry = alert.get_by_role("button", name="Ask the AI again")
+    await expect(retry).to_be_visible()
     assert await sam.same_document()
     await sam.page.screenshot(path=artifact("context-failed.png"))
 
@@ -860,3 +865,46 @@ async def test_queue_switch_search_and_for_you_cards(
     await page.screenshot(path=artifact("queue-resolved.png"))
     assert await sam.same_document()
     assert sam.errors == [], sam.errors
+
+
+async def test_the_assessment_grows_on_the_context_screen_as_the_model_writes(
+    window: Open, replicas: list[str], settings: Settings, actors: dict[str, Actor]
+) -> None:
+    """Retry after a failure, then watch the streamed assessment fill in on another replica."""
+    import httpx2
+
+    from tests.support.fake_anthropic import VALID_OUTPUT, FakeMessagesAPI, Streamed, message
+
+    session_id, handoff_id = await escalate_by_api(
+        replicas[0], actors["jane"], summary="Outlook will not sync"
+    )
+    error = {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}
+    ai_settings = worker_settings(settings, anthropic_api_key="sk-ant-test")
+    await run_jobs(
+        ai_settings, extra_ctx={"assessor": FakeMessagesAPI(httpx2.Response(401, json=error)).assessor()}
+    )
+
+    sam = await window(replicas[1], "sam@acme.test", path=f"/sessions/{session_id}/handoffs/{handoff_id}")
+    await sam.wait_live()
+    await sam.mark()
+    state = sam.page.locator("#part-assessment [data-assessment-state]")
+    await expect(state).to_have_attribute("data-assessment-state", "failed")
+    await sam.page.get_by_role("button", name="Ask the AI again").click()
+    await expect(state).to_have_attribute("data-assessment-state", "pending")
+
+    slow = FakeMessagesAPI(Streamed(message(VALID_OUTPUT), chunk=12, delay=0.04))
+    worker = asyncio.create_task(run_jobs(ai_settings, extra_ctx={"assessor": slow.assessor()}))
+    live = sam.page.locator("#part-assessment [data-live-assessment]")
+    cause = live.locator('[data-live-field="likely_cause"]')
+    await expect(cause).to_contain_text("corrupted OST")  # written so far, before the model is done
+    grown = await live.locator('[data-live-list="next_steps"] li').count()
+    assert not worker.done(), "the assessment showed only once it was finished"
+    await sam.page.screenshot(path=artifact("context-assessment-streaming.png"))
+    await worker
+    await expect(state).to_have_attribute("data-assessment-state", "ready")
+    steps = sam.page.locator("#part-assessment ol.steps li")
+    await expect(steps).to_have_count(len(VALID_OUTPUT["assessment"]["next_steps"]))
+    assert grown <= len(VALID_OUTPUT["assessment"]["next_steps"])
+    await expect(sam.page.locator("#part-assessment .source")).to_contain_text("By claude")
+    assert await sam.same_document()
+    await sam.page.screenshot(path=artifact("context-assessment-streamed.png"))

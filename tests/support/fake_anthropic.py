@@ -1,13 +1,27 @@
 """A fake Anthropic Messages API for the real SDK: an HTTP transport with scripted answers.
 
 The anthropic SDK 2.x speaks through ``httpx2`` (httpx's successor, same API),
-so the fake is an ``httpx2.MockTransport``.
+so the fake is an ``httpx2.MockTransport``. A streaming request (``"stream": true``,
+what ``messages.stream`` sends) is answered with Server-Sent Events in the Messages
+API's documented shapes: ``message_start``, per content block
+``content_block_start`` / ``content_block_delta`` (``text_delta`` or
+``input_json_delta`` chunks) / ``content_block_stop``, ``message_delta`` with the
+usage, ``message_stop``, and ``ping``s. ``Streamed`` scripts the pace and a cut.
+
+With ``cache=True`` the usage is worked out as the API's prompt cache would: a
+request whose prefix (tools, then system, up to the block marked
+``cache_control``) is long enough for the model writes it
+(``cache_creation_input_tokens``) the first time and reads it
+(``cache_read_input_tokens``) after.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2 as httpx
@@ -19,7 +33,9 @@ from handoffs.integrations.ai import (
     AssessmentInput,
     AssessmentResult,
     OfflineAssessor,
+    Progress,
 )
+from handoffs.integrations.ai.prompt import min_cacheable_tokens
 
 MODEL = "claude-sonnet-5-5"
 
@@ -64,29 +80,148 @@ def message(tool_input: dict[str, Any] | None = None, *, text: str | None = None
     }
 
 
-def overloaded() -> httpx.Response:
+def overloaded(retry_after: str | None = None) -> httpx.Response:
     body = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-    return httpx.Response(529, json=body)
+    headers = {"retry-after": retry_after} if retry_after is not None else {}
+    return httpx.Response(529, json=body, headers=headers)
+
+
+@dataclass
+class Streamed:
+    """A scripted streamed answer: ``message`` sent in ``chunk``-character JSON pieces,
+    ``first_delay`` before the first content chunk and ``delay`` between chunks; ``cut_after``
+    chunks, the connection drops (``RemoteProtocolError``, as a peer closing mid-body gives);
+    ``error`` sends an ``error`` event instead of finishing (e.g. ``overloaded_error``)."""
+
+    message: dict[str, Any]
+    chunk: int = 40
+    delay: float = 0.0
+    first_delay: float = 0.0
+    cut_after: int | None = None
+    error: str | None = None
+
+
+def sse_events(answer: Streamed) -> list[tuple[str, dict[str, Any]]]:
+    """The message as the documented stream of events (without timing)."""
+    msg = answer.message
+    usage = dict(msg["usage"])
+    start = {**msg, "content": [], "stop_reason": None, "stop_sequence": None,
+             "usage": {**usage, "output_tokens": 1}}  # fmt: skip
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("message_start", {"type": "message_start", "message": start})
+    ]
+    events.append(("ping", {"type": "ping"}))
+    for index, block in enumerate(msg["content"]):
+        if block["type"] == "text":
+            events.append(("content_block_start", {"type": "content_block_start", "index": index,
+                           "content_block": {"type": "text", "text": ""}}))  # fmt: skip
+            text = block["text"]
+            for i in range(0, len(text), answer.chunk):
+                events.append(("content_block_delta", {"type": "content_block_delta", "index": index,
+                               "delta": {"type": "text_delta", "text": text[i : i + answer.chunk]}}))  # fmt: skip
+        else:
+            events.append(("content_block_start", {"type": "content_block_start", "index": index,
+                           "content_block": {**block, "input": {}}}))  # fmt: skip
+            raw = json.dumps(block["input"])
+            for i in range(0, len(raw), answer.chunk):
+                events.append(("content_block_delta", {"type": "content_block_delta", "index": index,
+                               "delta": {"type": "input_json_delta", "partial_json": raw[i : i + answer.chunk]}}))  # fmt: skip
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+    events.append(("message_delta", {"type": "message_delta",
+                   "delta": {"stop_reason": msg["stop_reason"], "stop_sequence": None},
+                   "usage": {"output_tokens": usage["output_tokens"]}}))  # fmt: skip
+    events.append(("message_stop", {"type": "message_stop"}))
+    return events
+
+
+def _frame(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+async def _stream_body(answer: Streamed) -> AsyncIterator[bytes]:
+    sent = 0
+    for name, data in sse_events(answer):
+        if name == "content_block_delta":
+            await asyncio.sleep(answer.first_delay if sent == 0 else answer.delay)
+            if answer.cut_after is not None and sent >= answer.cut_after:
+                raise httpx.RemoteProtocolError(
+                    "peer closed connection without sending complete message body"
+                )
+            if answer.error is not None and sent >= 3:
+                yield _frame(
+                    "error", {"type": "error", "error": {"type": answer.error, "message": "Overloaded"}}
+                )
+                return
+            sent += 1
+        yield _frame(name, data)
+
+
+def _prefix_tokens(request: dict[str, Any]) -> int | None:
+    """The tokens of the prefix up to the last ``cache_control`` marker (tools, then system), as the
+    API would count them (here: 1 per 4 characters); None when nothing is marked."""
+    parts: list[Any] = list(request.get("tools", []))
+    system = request.get("system", [])
+    parts += system if isinstance(system, list) else [{"type": "text", "text": system}]
+    marked = [i for i, part in enumerate(parts) if isinstance(part, dict) and "cache_control" in part]
+    if not marked:
+        return None
+    prefix = json.dumps(parts[: marked[-1] + 1], sort_keys=True)
+    return len(prefix) // 4
+
+
+Answer = httpx.Response | dict[str, Any] | Streamed | Callable[[], httpx.Response]
 
 
 class FakeMessagesAPI:
-    """Answers POST /v1/messages from a script; records every request body."""
+    """Answers POST /v1/messages from a script (the last answer repeats); records every request body.
 
-    def __init__(self, *answers: httpx.Response | dict[str, Any] | Callable[[], httpx.Response]) -> None:
+    A plain message dict is streamed when the request asks for a stream (chunks of 40, no delay).
+    """
+
+    def __init__(self, *answers: Answer, cache: bool = False) -> None:
         self.answers = list(answers)
         self.requests: list[dict[str, Any]] = []
         self.headers: list[httpx.Headers] = []
+        self.cache = cache
+        self._cached: set[str] = set()
+        self.prefix_tokens = 0
+        """The cached prefix's length as the last request that marked one counted it."""
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         assert request.url.path == "/v1/messages", request.url
-        self.requests.append(json.loads(request.content))
+        body = json.loads(request.content)
+        self.requests.append(body)
         self.headers.append(request.headers)
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if callable(answer):
             answer = answer()
         if isinstance(answer, httpx.Response):
             return answer
-        return httpx.Response(200, json=answer)
+        streamed = answer if isinstance(answer, Streamed) else Streamed(answer)
+        streamed.message = self._with_cache_usage(body, streamed.message)
+        if not body.get("stream"):
+            return httpx.Response(200, json=streamed.message)
+        return httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, content=_stream_body(streamed)
+        )
+
+    def _with_cache_usage(self, request: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
+        if not self.cache:
+            return msg
+        usage = {**msg["usage"], "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        tokens = _prefix_tokens(request)
+        if tokens is not None and tokens >= min_cacheable_tokens(str(request["model"])):
+            self.prefix_tokens = tokens
+            key = hashlib.sha256(
+                json.dumps([request.get("tools"), request.get("system")]).encode()
+            ).hexdigest()
+            if key in self._cached:
+                usage["cache_read_input_tokens"] = tokens
+            else:
+                usage["cache_creation_input_tokens"] = tokens
+                self._cached.add(key)
+            usage["input_tokens"] = max(1, usage["input_tokens"] - tokens)
+        return {**msg, "usage": usage}
 
     def assessor(self) -> AnthropicAssessor:
         client = AsyncAnthropic(
@@ -125,10 +260,11 @@ class HangingMessagesServer:
                 if fake.requests == 1:
                     fake.first_call_started.set()
                     fake.release.wait(30)  # the worker is killed while we wait
-                data = json.dumps(message(VALID_OUTPUT)).encode()
+                streamed = Streamed(message(VALID_OUTPUT))
+                data = b"".join(_frame(name, event) for name, event in sse_events(streamed))
                 try:
                     self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", "text/event-stream")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
@@ -158,7 +294,7 @@ class FlakyOnceAssessor:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def assess(self, data: AssessmentInput) -> AssessmentResult:
+    async def assess(self, data: AssessmentInput, progress: Progress | None = None) -> AssessmentResult:
         self.calls += 1
         if self.calls == 1:
             raise RuntimeError("pool exhausted")

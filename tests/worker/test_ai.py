@@ -127,13 +127,21 @@ async def test_overloaded_every_time_fails_with_a_readable_reason(
     row = await _handoff(db, handoff["id"])
     assert row.assessment_status == "failed"
     assert row.assessment_error is not None
-    assert "busy (529)" in row.assessment_error
+    assert "overloaded (529)" in row.assessment_error
     assert "gave up after 3 attempts" in row.assessment_error
     assert len(fake.requests) == 3
+    # The senior is not left empty-handed: the offline result stands in, marked so, with a package.
+    assert row.ai_assessment is not None
+    assert row.ai_assessment["source"] == "offline"
+    assert "overloaded (529)" in row.ai_assessment["fallback_reason"]
+    assert "could not be made" in row.ai_assessment["disclaimer"]
+    detail = (await api.call("jane", "GET", f"/api/v1/ai-sessions/{handoff['session_id']}")).json()
+    assert detail["escalation_package"]["source"] == "offline"
     failed = [
         e for e in await _events(redis, api["jane"].account_id) if e["type"] == "handoff_assessment_failed"
     ]
     assert len(failed) == 1
+    assert failed[0]["assessment"]["source"] == "offline"
 
 
 async def test_malformed_output_is_retried_once_then_failed_with_the_reason(
@@ -242,7 +250,7 @@ async def test_concurrent_jobs_share_their_reads_and_writes(
     from handoffs.jobs.enrichment import _load, _store
 
     class Thinking:
-        async def assess(self, data: AssessmentInput) -> AssessmentResult:
+        async def assess(self, data: AssessmentInput, progress: Any = None) -> AssessmentResult:
             await asyncio.sleep(0.05)
             return await OfflineAssessor().assess(data)
 
@@ -285,13 +293,18 @@ async def test_two_results_for_one_handoff_in_one_batch_store_one(
         return _Stored(
             handoff_id=UUID(handoff["id"]),
             assessment=json.dumps({"likely_cause": summary}),
+            status="ready",
+            error=None,
             model="m",
             input_tokens=10,
             output_tokens=5,
             cache_read_tokens=0,
+            cache_write_tokens=0,
+            cost_usd=0.0001,
             package=json.dumps({"summary": summary}),
             event_id=uuid7(),
             timeline_id=uuid7(),
+            timeline_kind="assessment_ready",
             timeline_detail=json.dumps({"source": "test"}),
             account_id=outbox.account_id,
             event=json.dumps(
@@ -305,6 +318,7 @@ async def test_two_results_for_one_handoff_in_one_batch_store_one(
                 )
             ),
             outbox_id=outbox.id,
+            outbox_status="done",
             attempt=attempt,
         )
 

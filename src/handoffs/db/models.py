@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
@@ -15,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     SmallInteger,
     String,
     Text,
@@ -223,6 +225,10 @@ class SessionHandoff(UUIDv7AuditBase):
     ai_input_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     ai_output_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     ai_cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    ai_cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    ai_cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal(0), server_default=text("0"))
+    """What the model calls of this handoff cost (every stored or fallen-back attempt's tokens
+    at the price table of the time, handoffs.pricing)."""
     psa_sync_status: Mapped[PsaSyncStatus] = mapped_column(
         StrEnumType(PsaSyncStatus), default=PsaSyncStatus.not_applicable, server_default="not_applicable"
     )

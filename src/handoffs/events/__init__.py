@@ -9,12 +9,14 @@ from __future__ import annotations
 from handoffs.events.bus import HISTORY_MAXLEN, HISTORY_TTL_SECONDS, Event, EventBus, decode_live_message
 from handoffs.events.ids import (
     CHANNEL_PREFIX,
+    LIVE_ONLY_ID,
     STREAM_PREFIX,
     ZERO_ID,
     RawEvent,
     StreamKey,
     channel_name,
     parse_stream_id,
+    partial_assessment_key,
     split_live_message,
     stream_key,
 )
@@ -24,6 +26,7 @@ from handoffs.events.types import (
     Actor,
     AnyHandoffEvent,
     Comment,
+    HandoffAssessmentDelta,
     HandoffAssessmentFailed,
     HandoffAssessmentReady,
     HandoffClaimed,
@@ -44,6 +47,7 @@ __all__ = [
     "HANDOFF_EVENT_TYPES",
     "HISTORY_MAXLEN",
     "HISTORY_TTL_SECONDS",
+    "LIVE_ONLY_ID",
     "STREAM_EVENT_TYPES",
     "STREAM_PREFIX",
     "ZERO_ID",
@@ -52,6 +56,7 @@ __all__ = [
     "Comment",
     "Event",
     "EventBus",
+    "HandoffAssessmentDelta",
     "HandoffAssessmentFailed",
     "HandoffAssessmentReady",
     "HandoffClaimed",
@@ -70,6 +75,7 @@ __all__ = [
     "event_payload",
     "ids_of",
     "parse_stream_id",
+    "partial_assessment_key",
     "split_live_message",
     "stream_key",
 ]

@@ -19,10 +19,12 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from handoffs.events.ids import (
+    LIVE_ONLY_ID,
     ZERO_ID,
     RawEvent,
     channel_name,
     parse_stream_id,
+    partial_assessment_key,
     split_live_message,
     stream_key,
 )
@@ -41,6 +43,22 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('PUBLISH', KEYS[2], id .. '\\n' .. ARGV[2])
 return id
 """
+
+# A live-only event that is also the newest state of something (an assessment as written so
+# far): number it, keep it as that state, publish it; never in the history.
+# KEYS[1] state key, KEYS[2] its seq counter, KEYS[3] channel; ARGV[1] the JSON body without its
+# opening brace, ARGV[2] ttl seconds. The body gains "seq" as its first field.
+_PUBLISH_LIVE_LUA = f"""
+local seq = redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+local body = '{{"seq":' .. seq .. ',' .. ARGV[1]
+redis.call('SET', KEYS[1], body, 'EX', ARGV[2])
+redis.call('PUBLISH', KEYS[3], '{LIVE_ONLY_ID}\\n' .. body)
+return seq
+"""
+
+#: How long an assessment's partial is kept after its last delta (a stream that died mid-way).
+PARTIAL_TTL_SECONDS = 15 * 60
 
 # One atomic read for a resume: the oldest entry, the length and the entries
 # after ARGV[1], so trimming cannot slip in between the gap check and the read.
@@ -102,6 +120,7 @@ class EventBus:
         self.ttl_seconds = ttl_seconds
         self._script = redis.register_script(_PUBLISH_LUA)
         self._history_script = redis.register_script(_HISTORY_LUA)
+        self._live_script = redis.register_script(_PUBLISH_LIVE_LUA)
         self.published = 0
         self.failures = 0
 
@@ -125,6 +144,31 @@ class EventBus:
             client=pipe,
         )
         self.published += 1
+
+    async def publish_partial(self, payload: dict[str, Any]) -> int:
+        """Publish a live-only assessment delta (``payload`` without ``seq``) and keep it as the
+        handoff's partial for late joiners; return its ``seq``."""
+        event = Event.from_payload({k: v for k, v in payload.items() if k != "seq"})
+        body = event.as_json()
+        handoff_key = partial_assessment_key(str(event.handoff_id))
+        seq = await self._live_script(
+            keys=[handoff_key, handoff_key + ":seq", channel_name(event.account_id)],
+            args=[body[1:], PARTIAL_TTL_SECONDS],
+        )
+        return int(seq)
+
+    async def partial(self, handoff_id: UUID | str) -> dict[str, Any] | None:
+        """The newest assessment delta of a handoff, as published; None when there is none."""
+        raw = await self.redis.get(partial_assessment_key(handoff_id))
+        if raw is None:
+            return None
+        body: dict[str, Any] = msgspec.json.decode(raw)
+        return body
+
+    async def forget_partial(self, handoff_id: UUID | str) -> None:
+        """The assessment is stored (or given up): its partial is no longer news. The seq counter
+        stays (it expires), so a retried run's deltas still count up."""
+        await self.redis.delete(partial_assessment_key(handoff_id))
 
     async def history_after(self, account_id: UUID | str, last_id: str) -> list[Event] | None:
         """Events after ``last_id``, oldest first; None when what followed ``last_id`` may be lost.

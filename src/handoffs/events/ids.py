@@ -26,6 +26,18 @@ StreamKey = tuple[int, int]
 #: The id before every event: "from the beginning of the history".
 ZERO_ID = "0-0"
 
+#: What a live-only event (an assessment delta) carries instead of a stream id: it is published
+#: on the channel but never appended to the history, so it cannot be replayed or resumed from.
+LIVE_ONLY_ID = "live"
+
+PARTIAL_ASSESSMENT_PREFIX = "handoffs:assessment:partial:"
+
+
+def partial_assessment_key(handoff_id: UUID | str) -> str:
+    """The newest assessment delta of a handoff (its seq counter is this + ``:seq``)."""
+    return f"{PARTIAL_ASSESSMENT_PREFIX}{handoff_id}"
+
+
 RawEvent = tuple[str, bytes]
 """An event as stored: its stream id and its JSON body (the SSE ``data:``)."""
 

@@ -121,7 +121,26 @@ class HandoffAssessmentReady(HandoffEvent, tag="handoff_assessment_ready"):
 
 
 class HandoffAssessmentFailed(HandoffEvent, tag="handoff_assessment_failed"):
+    """The AI assessment could not be made; the offline assessor's result stands in (``assessment``)."""
+
     reason: str
+    assessment: dict[str, Any] | None = None
+
+
+class HandoffAssessmentDelta(HandoffEvent, tag="handoff_assessment_delta"):
+    """The assessment as the model writes it: live only (never in the replay history),
+    at most one per ``ASSESSMENT_DELTA_INTERVAL`` per handoff; a late joiner reads the
+    handoff's ``ai_assessment_partial`` instead."""
+
+    field: str
+    """The field being written, as a path: ``assessment.next_steps.1``."""
+    text: str
+    """That field's text so far."""
+    partial: dict[str, Any]
+    """Everything written so far, parsed (a partial ``record_assessment`` input)."""
+    seq: int = 0
+    """Set by the bus: increases with each delta of the handoff (across attempts); a client
+    keeps the highest it has seen."""
 
 
 AnyHandoffEvent = (
@@ -134,6 +153,7 @@ AnyHandoffEvent = (
     | HandoffEscalated
     | HandoffAssessmentReady
     | HandoffAssessmentFailed
+    | HandoffAssessmentDelta
 )
 #: The handoff events' names, from the union: the console subscribes to the same (a test checks).
 HANDOFF_EVENT_TYPES: tuple[str, ...] = tuple(
@@ -148,6 +168,7 @@ HANDOFF_EVENT_TYPES: tuple[str, ...] = tuple(
         HandoffEscalated,
         HandoffAssessmentReady,
         HandoffAssessmentFailed,
+        HandoffAssessmentDelta,
     )
 )
 #: Frames the stream itself sends, about the connection rather than a handoff.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, TypeVar
 
 import httpx
@@ -16,6 +16,7 @@ from handoffs.events import EventBus
 from handoffs.integrations.ai import Assessor
 from handoffs.jobs.batching import Coalescer
 from handoffs.outbox.relay import OutboxRelay
+from handoffs.pricing import ModelPrice
 from handoffs.runtime import Runtime
 
 CTX_KEY = "handoffs"
@@ -39,6 +40,11 @@ class JobContext:
     http: httpx.AsyncClient
     """For PSA vendors; tests swap its transport."""
     _coalescers: dict[Any, Coalescer[Any, Any]] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def prices(self) -> dict[str, ModelPrice]:
+        """The model price table (handoffs.pricing), read once per worker."""
+        return self.settings.price_table()
 
     def coalesced(
         self, batch_fn: Callable[[JobContext, Sequence[T]], Awaitable[Sequence[R]]]

@@ -41,6 +41,7 @@ from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import RedisError
 
 from handoffs.events import (
+    LIVE_ONLY_ID,
     ZERO_ID,
     EventBus,
     RawEvent,
@@ -50,7 +51,7 @@ from handoffs.events import (
     split_live_message,
 )
 from handoffs.stream.process import chain_shutdown_signals, tune_gc
-from handoffs.stream.sse import event_frame, key_id
+from handoffs.stream.sse import event_frame, key_id, live_frame
 from handoffs.stream.subscription import ZERO_KEY, Frame, Subscription
 
 log = logging.getLogger(__name__)
@@ -318,6 +319,14 @@ class EventHub:
         if channel is None:
             return
         event_id, body = split_live_message(data)
+        if event_id == LIVE_ONLY_ID:
+            # Not in the history, so not held for a sync either: a client that is not live yet
+            # reads the same state from the API (an assessment's partial) once it is.
+            if channel.ready and not channel.syncing:
+                frame = Frame(channel.last, live_frame(body), live=True)
+                for sub in channel.subs:
+                    sub.offer(frame)
+            return
         if channel.syncing:
             if len(channel.held) < self.held_max:
                 channel.held.append((event_id, body))

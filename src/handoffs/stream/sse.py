@@ -36,20 +36,29 @@ def event_type(body: bytes) -> str:
     return kind.replace("\r", " ").replace("\n", " ") or "message"
 
 
-def frame(event_id: str, kind: str, body: bytes) -> bytes:
-    """One SSE event: ``id:``, ``event:`` and ``data:`` lines and the blank line that ends it."""
+def frame(event_id: str | None, kind: str, body: bytes) -> bytes:
+    """One SSE event: ``id:``, ``event:`` and ``data:`` lines and the blank line that ends it.
+
+    No ``id:`` line when ``event_id`` is None: the browser's last event id stays where it was.
+    """
     if b"\n" in body or b"\r" in body:
         # Our JSON never has raw line breaks; anything else becomes several data lines.
         lines = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
         data = b"".join(b"data: " + line + b"\n" for line in lines)
     else:
         data = b"data: " + body + b"\n"
-    return b"id: " + event_id.encode() + b"\nevent: " + kind.encode() + b"\n" + data + b"\n"
+    head = b"" if event_id is None else b"id: " + event_id.encode() + b"\n"
+    return head + b"event: " + kind.encode() + b"\n" + data + b"\n"
 
 
 def event_frame(event_id: str, body: bytes) -> bytes:
     """The frame of a bus event: its type read from its JSON body."""
     return frame(event_id, event_type(body), body)
+
+
+def live_frame(body: bytes) -> bytes:
+    """The frame of a live-only event: no id, as it cannot be resumed from."""
+    return frame(None, event_type(body), body)
 
 
 def control_frame(event_id: str, kind: str, account_id: str, **fields: object) -> bytes:

@@ -27,10 +27,15 @@ class SubscriptionOwner(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """An event ready to send: its id as a comparable key, and its SSE bytes (shared by all clients)."""
+    """An event ready to send: its id as a comparable key, and its SSE bytes (shared by all clients).
+
+    A ``live`` frame (an assessment delta) is not in the history: its key is the last event
+    before it, and it is sent as it comes, without moving the client's cursor.
+    """
 
     key: StreamKey
     data: bytes
+    live: bool = False
 
 
 class Subscription:
@@ -128,7 +133,9 @@ class Subscription:
         buf = self._buf
         while buf:
             frame = buf.popleft()
-            if frame.key > self.cursor:
+            if frame.live:
+                parts.append(frame.data)
+            elif frame.key > self.cursor:
                 parts.append(frame.data)
                 self.cursor = frame.key
         return parts

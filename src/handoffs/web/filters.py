@@ -64,6 +64,18 @@ def label(value: Any) -> str:
     return text[:1].upper() + text[1:]
 
 
+_GAVE_UP = re.compile(r"gave up after (\d+) attempts: (.+)", re.DOTALL)
+
+
+def reason_sentence(reason: str) -> str:
+    """Why the AI assessment failed, as a sentence: ``gave up after 5 attempts: the AI service was
+    overloaded (529)`` → ``The AI service was overloaded (529), 5 times in a row.``"""
+    text = str(reason).strip().rstrip(".")
+    if match := _GAVE_UP.fullmatch(text):
+        text = f"{match[2]}, {match[1]} times in a row"
+    return (text[:1].upper() + text[1:] + ".") if text else ""
+
+
 # -- Markdown ----------------------------------------------------------------
 #
 # Transcript messages, engineer notes, the AI assessment and the escalation
@@ -169,6 +181,7 @@ def register_filters(env: Environment) -> None:
         duration=duration,
         first_name=first_name,
         label=label,
+        reason_sentence=reason_sentence,
         markdown=markdown,
         markdown_inline=markdown_inline,
     )

@@ -27,6 +27,7 @@ from handoffs.domain.accounts.service import UserService
 from handoffs.domain.escalation_policy.ladder import AUDIENCE_LABELS, steps_up
 from handoffs.domain.escalation_policy.service import EscalationPolicyService
 from handoffs.domain.figures.service import Window, read_figures
+from handoffs.domain.handoffs.assessment import partial_of
 from handoffs.domain.handoffs.comments import HandoffComments
 from handoffs.domain.handoffs.schemas import CommentOut, HandoffPage, TimelineEntryOut
 from handoffs.domain.handoffs.search import SearchFilters, read_queue, search_handoffs
@@ -344,6 +345,7 @@ class ConsoleViews:
             "assessment": assessment,
             "package": session.escalation_package or {},
             "is_pending": handoff.assessment_status == AssessmentStatus.pending,
+            "partial": await partial_of(self.bus, handoff) if self.bus is not None else None,
             "now": datetime.now(UTC),
             "user": self.user,
             "outcomes": OUTCOMES,
@@ -366,6 +368,10 @@ class ConsoleViews:
             "can_resolve": works_it,
             "can_reassign": works_it,
             "can_withdraw": handoff.state == HandoffState.open and handoff.created_by == user.id,
+            # The retry endpoint's rule: engineers and up, a failed assessment, not resolved.
+            "can_retry": user.role.at_least(Role.engineer)
+            and handoff.assessment_status == AssessmentStatus.failed
+            and handoff.state != HandoffState.resolved,
             "reassign_targets": [
                 u
                 for u in people.values()
@@ -489,7 +495,11 @@ def timeline_sentence(entry: TimelineEntryOut, people: dict[UUID, User]) -> tupl
             source = "offline assessor" if d.get("source") == "offline" else "AI"
             return f"The {source} assessment is ready", ""
         case "assessment_failed":
+            if d.get("fallback") == "offline":
+                return "The AI assessment failed; the offline summary stands in", str(d.get("reason", ""))
             return "The AI assessment failed", str(d.get("reason", ""))
+        case "assessment_retried":
+            return f"{who} asked the AI again", ""
         case "emails_sent":
             return "Emails went out", ""
         case "psa_synced":

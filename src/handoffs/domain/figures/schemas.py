@@ -51,3 +51,5 @@ class TeamFigures(msgspec.Struct):
     by_priority: dict[Priority, PriorityFigures]
     by_engineer: list[EngineerFigures]
     ladder_steps: int
+    ai_cost_usd: float = 0.0
+    """What the AI assessments of the period's handoffs cost, in USD (handoffs.pricing)."""

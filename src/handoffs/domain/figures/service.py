@@ -133,6 +133,7 @@ def totals_statement(account_id: UUID, window: Window) -> Select[Any]:
         _p(0.9, TIME_TO_RESOLVE, RESOLVED).label("resolve_p90"),
         func.max(TIME_TO_RESOLVE).filter(RESOLVED).label("resolve_max"),
         func.coalesce(func.sum(H.escalation_level), 0).label("ladder_steps"),
+        func.coalesce(func.sum(H.ai_cost_usd), 0).label("ai_cost_usd"),
     ]
     for priority in Priority:
         of_priority = and_(ESCALATION, H.priority == priority)
@@ -225,4 +226,5 @@ async def read_figures(db: AsyncSession, user: User, window: Window) -> TeamFigu
             for row in engineers
         ],
         ladder_steps=int(t["ladder_steps"]),
+        ai_cost_usd=round(float(t["ai_cost_usd"]), 6),
     )

@@ -12,6 +12,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from handoffs.deps import CurrentUser, DbSession
+from handoffs.domain.handoffs.assessment import AssessmentRetry, partial_of
 from handoffs.domain.handoffs.comments import HandoffComments
 from handoffs.domain.handoffs.lifecycle import HandoffLifecycle
 from handoffs.domain.handoffs.schemas import (
@@ -35,6 +36,7 @@ from handoffs.domain.handoffs.timeline import read_timeline
 from handoffs.enums import HandoffIntent, HandoffState, Priority, Role
 from handoffs.errors import BadRequest
 from handoffs.outbox.relay import OutboxRelay
+from handoffs.runtime import Runtime
 from handoffs.security.auth import requires_role
 
 
@@ -44,6 +46,10 @@ def provide_handoff_service(db_session: DbSession, relay: NamedDependency[Outbox
 
 def provide_lifecycle(db_session: DbSession, relay: NamedDependency[OutboxRelay]) -> HandoffLifecycle:
     return HandoffLifecycle(db_session, relay)
+
+
+def provide_assessment_retry(db_session: DbSession, relay: NamedDependency[OutboxRelay]) -> AssessmentRetry:
+    return AssessmentRetry(db_session, relay)
 
 
 def provide_comments(db_session: DbSession, relay: NamedDependency[OutboxRelay]) -> HandoffComments:
@@ -67,6 +73,7 @@ class HandoffController(Controller):
         "handoffs": Provide(provide_handoff_service, sync_to_thread=False),
         "lifecycle": Provide(provide_lifecycle, sync_to_thread=False),
         "comments": Provide(provide_comments, sync_to_thread=False),
+        "assessment": Provide(provide_assessment_retry, sync_to_thread=False),
     }
 
     @post("/{session_id:uuid}/handoff", guards=[requires_role(Role.engineer, "hand off sessions")])
@@ -94,9 +101,36 @@ class HandoffController(Controller):
         handoff_id: FromPath[UUID],
         user: CurrentUser,
         handoffs: NamedDependency[HandoffService],
+        runtime: NamedDependency[Runtime],
     ) -> HandoffOut:
-        """One handoff, with its assessment when ready."""
-        return HandoffOut.of(await handoffs.get(user, session_id, handoff_id))
+        """One handoff, with its assessment when ready, and what the model has written so far while
+        it is pending (``ai_assessment_partial``)."""
+        handoff = await handoffs.get(user, session_id, handoff_id)
+        out = HandoffOut.of(handoff)
+        out.ai_assessment_partial = await partial_of(runtime.bus, handoff)
+        return out
+
+    @post(
+        f"{HANDOFF}/assessment/retry",
+        status_code=202,
+        guards=[requires_role(Role.engineer, "ask the AI again")],
+        responses={
+            409: ResponseSpec(
+                data_container=StateConflict,
+                description="An assessment is being made, the handoff is parked (none is made) or resolved",
+            )
+        },
+    )
+    async def retry_assessment(
+        self,
+        session_id: FromPath[UUID],
+        handoff_id: FromPath[UUID],
+        user: CurrentUser,
+        assessment: NamedDependency[AssessmentRetry],
+    ) -> HandoffOut:
+        """Run the AI assessment again (after a failure or an offline stand-in). The handoff answers
+        ``assessment_status: pending``; deltas and ``handoff_assessment_ready`` follow on the stream."""
+        return HandoffOut.of(await assessment.retry(user, session_id, handoff_id))
 
     @post(
         f"{HANDOFF}/claim",

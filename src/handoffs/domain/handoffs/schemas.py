@@ -55,6 +55,8 @@ class AIUsage(msgspec.Struct):
     input_tokens: int
     output_tokens: int
     cache_read_tokens: int
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
 
 
 class HandoffOut(FromRow):
@@ -82,22 +84,38 @@ class HandoffOut(FromRow):
     assessment_error: str | None
     psa_sync_status: PsaSyncStatus
     psa_sync_error: str | None
+    ai_input_tokens: int = 0
+    ai_output_tokens: int = 0
+    ai_cache_read_tokens: int = 0
+    ai_cache_write_tokens: int = 0
+    ai_cost_usd: float = 0.0
+    """What the model calls of this handoff cost, in USD (handoffs.pricing)."""
     ai_usage: AIUsage | None = None
     """Not a column: filled from the ai_* columns once a model has answered."""
     time_to_claim_seconds: float | None = None
     """Not a column: the first claim minus the creation; null while never claimed."""
+    assessment_source: Literal["anthropic", "offline"] | None = None
+    """Not a column: who wrote the stored assessment; ``offline`` with ``assessment_status: failed``
+    is the offline assessor standing in for an AI assessment that could not be made."""
+    ai_assessment_partial: dict[str, Any] | None = None
+    """Not a column: while ``pending``, the newest ``handoff_assessment_delta`` (``seq``, ``field``,
+    ``text``, ``partial``) for a client that joins mid-way; filled by single-handoff reads."""
 
     @classmethod
     def of(cls, row: object) -> Self:
         out = super().of(row)
         h: SessionHandoff = row  # type: ignore[assignment]
         out.time_to_claim_seconds = seconds_between(h.created_at, h.first_claimed_at)
+        source = (h.ai_assessment or {}).get("source")
+        out.assessment_source = source if source in ("anthropic", "offline") else None
         if h.ai_model:
             out.ai_usage = AIUsage(
                 model=h.ai_model,
                 input_tokens=h.ai_input_tokens,
                 output_tokens=h.ai_output_tokens,
                 cache_read_tokens=h.ai_cache_read_tokens,
+                cache_write_tokens=h.ai_cache_write_tokens,
+                cost_usd=float(h.ai_cost_usd),
             )
         return out
 

@@ -14,6 +14,7 @@ from handoffs.integrations.ai.prompt import SYSTEM_PROMPT, TOOL, render_prompt
 from handoffs.integrations.ai.schemas import (
     OFFLINE_DISCLAIMER,
     TOOL_NAME,
+    AnswerCutOff,
     Assessment,
     AssessmentInput,
     AssessmentResult,
@@ -21,6 +22,8 @@ from handoffs.integrations.ai.schemas import (
     EscalationPackage,
     InvalidModelOutput,
     ModelOutput,
+    PastFix,
+    Progress,
 )
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "SYSTEM_PROMPT",
     "TOOL",
     "TOOL_NAME",
+    "AnswerCutOff",
     "AnthropicAssessor",
     "Assessment",
     "AssessmentInput",
@@ -37,6 +41,8 @@ __all__ = [
     "InvalidModelOutput",
     "ModelOutput",
     "OfflineAssessor",
+    "PastFix",
+    "Progress",
     "documentation_markdown",
     "render_prompt",
 ]

@@ -12,6 +12,7 @@ from handoffs.integrations.ai.schemas import (
     AssessmentResult,
     EscalationPackage,
     ModelOutput,
+    Progress,
 )
 
 #: Keyword → likely cause, for the offline assessor. First match by count wins.
@@ -34,7 +35,7 @@ class OfflineAssessor:
 
     model = "offline"
 
-    async def assess(self, data: AssessmentInput) -> AssessmentResult:
+    async def assess(self, data: AssessmentInput, progress: Progress | None = None) -> AssessmentResult:
         text = " ".join(
             [data.problem_summary, data.engineer_notes, *(str(m.get("content", "")) for m in data.transcript)]
         ).lower()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
@@ -36,6 +37,17 @@ class ModelOutput(msgspec.Struct, forbid_unknown_fields=True):
     escalation_package: EscalationPackage
 
 
+@dataclass(frozen=True, slots=True)
+class PastFix:
+    """A resolved escalation of the same account like this one: how the team fixed it before."""
+
+    resolved_by: str
+    resolved_on: str
+    """The day, ``2026-11-03``."""
+    problem: str
+    resolution: str
+
+
 @dataclass(frozen=True)
 class AssessmentInput:
     problem_summary: str
@@ -44,6 +56,8 @@ class AssessmentInput:
     session_title: str
     transcript: list[dict[str, Any]]
     creator_name: str
+    similar: tuple[PastFix, ...] = ()
+    """The closest past resolutions (``domain.handoffs.similar``), shown to the model as context."""
 
     @classmethod
     def from_snapshot(
@@ -68,12 +82,22 @@ class AssessmentResult:
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    fallback_reason: str | None = None
+    """Set when the offline result stands in for an AI assessment that could not be made."""
+
+    def instead_of_ai(self, reason: str) -> AssessmentResult:
+        """This (offline) result, marked as standing in for the AI assessment that failed."""
+        return replace(self, fallback_reason=reason)
 
     def assessment_json(self) -> dict[str, Any]:
         body: dict[str, Any] = msgspec.to_builtins(self.output.assessment)
         body["source"] = self.source
         body["model"] = self.model
-        if self.source == "offline":
+        if self.fallback_reason is not None:
+            body["fallback_reason"] = self.fallback_reason
+            body["disclaimer"] = FALLBACK_DISCLAIMER
+        elif self.source == "offline":
             body["disclaimer"] = OFFLINE_DISCLAIMER
         return body
 
@@ -87,11 +111,23 @@ OFFLINE_DISCLAIMER = (
     "This is not an AI assessment: no ANTHROPIC_API_KEY is configured, so it was put "
     "together mechanically from the transcript and notes."
 )
+FALLBACK_DISCLAIMER = (
+    "This is not an AI assessment: the AI assessment could not be made, so this was put "
+    "together mechanically from the transcript and notes. Retry to ask the AI again."
+)
 
 
 class InvalidModelOutput(Exception):
     """The model answered, but not with a valid ``record_assessment`` call."""
 
 
+class AnswerCutOff(Exception):
+    """The streamed answer ended before the model finished it (worth another try)."""
+
+
+Progress = Callable[[dict[str, Any]], None]
+"""Told the model's output parsed so far (a partial ``ModelOutput`` as builtins) while it streams."""
+
+
 class Assessor(Protocol):
-    async def assess(self, data: AssessmentInput) -> AssessmentResult: ...
+    async def assess(self, data: AssessmentInput, progress: Progress | None = None) -> AssessmentResult: ...

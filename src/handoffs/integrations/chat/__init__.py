@@ -14,11 +14,11 @@ from handoffs.integrations.chat.messages import (
 from handoffs.integrations.chat.webhook import (
     MAX_URL_LENGTH,
     ChatError,
-    parse_retry_after,
     post_message,
     validate_webhook_url,
     webhook_host,
 )
+from handoffs.integrations.retry_after import parse_retry_after
 
 __all__ = [
     "MAX_URL_LENGTH",

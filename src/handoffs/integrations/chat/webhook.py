@@ -19,17 +19,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from handoffs.integrations.retry_after import parse_retry_after
+
 #: ``chat_integrations.webhook_url`` is String(2000).
 MAX_URL_LENGTH = 2000
-#: A Retry-After longer than this is waited only this long (then the job asks again).
-RETRY_AFTER_CAP_SECONDS = 300.0
 #: Plain http is for a receiver on this machine (tests, development) only.
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -221,22 +219,3 @@ def _refusal(host: str, status: int, body: str, retry_after: str | None) -> Chat
         410: "says the webhook or its channel is gone",
     }.get(status, "refused the post")
     return ChatError(f"{host} {meaning} ({status}){said}", transient=False, status_code=status)
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """A ``Retry-After`` header (seconds or an HTTP date) as seconds from now, 1..``RETRY_AFTER_CAP_SECONDS``;
-    None when absent or unreadable (then the usual backoff applies)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        seconds = float(value)
-    else:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    return max(1.0, min(seconds, RETRY_AFTER_CAP_SECONDS))  # at least a second: no hot loop

@@ -33,6 +33,20 @@ const DONE = {
   withdraw: "Withdrawn.",
 };
 
+/** What the "Assessing…" line says the model is writing, by the field's path. */
+const WRITING = {
+  "assessment.likely_cause": "the likely cause",
+  "assessment.what_was_tried": "what was tried",
+  "assessment.next_steps": "the next steps",
+  "assessment.risk": "the risk",
+  "assessment.confidence": "the confidence",
+  "escalation_package.summary": "the summary",
+  "escalation_package.symptoms": "the symptoms",
+  "escalation_package.environment": "the environment",
+  "escalation_package.open_questions": "the open questions",
+  "escalation_package.documentation_markdown": "the documentation",
+};
+
 const POLL_MS = 5000;
 const POLL_FOR_MS = 10 * 60 * 1000;
 
@@ -62,6 +76,7 @@ export class HandoffScreen {
         if (actor && actor.id !== this.userId) this.toast(LIFECYCLE[type](event));
       });
     }
+    stream.on("handoff_assessment_delta", (event) => mine(event) && this.assessmentGrew(event));
     stream.on("handoff_commented", (event) => mine(event) && this.refresh("timeline"));
     stream.on("resync", () => {
       this.refresh("status");
@@ -83,8 +98,70 @@ export class HandoffScreen {
       event.preventDefault();
       this.act(form.dataset.action, bodyOf(form), form.querySelector("[type=submit]"));
     });
+    document.getElementById("part-assessment")?.addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-retry-assessment]");
+      if (button) this.retryAssessment(button);
+    });
     const thread = document.getElementById("comments");
     if (thread) new CommentThread({ root: thread, stream });
+  }
+
+  /** A delta: the model's output so far. Deltas are live only and may skip; each carries all of it. */
+  assessmentGrew(event) {
+    const live = document.querySelector("#part-assessment [data-live-assessment]");
+    if (!live || this.state !== "pending") return;
+    if (Number(event.seq) <= Number(live.dataset.seq || 0)) return; // an older one, late
+    live.dataset.seq = String(event.seq);
+    const a = event.partial?.assessment || {};
+    const show = (name, yes) => {
+      const block = live.querySelector(`[data-live-block="${name}"]`);
+      if (block) block.hidden = !yes;
+    };
+    const field = (name, text) => {
+      const el = live.querySelector(`[data-live-field="${name}"]`);
+      if (el) el.textContent = text; // text only: the final one is rendered by the server
+    };
+    field("likely_cause", a.likely_cause || "");
+    show("likely_cause", Boolean(a.likely_cause));
+    if (a.risk) field("risk", `${a.risk[0].toUpperCase()}${a.risk.slice(1)} risk`);
+    show("facts", Boolean(a.risk));
+    for (const name of ["next_steps", "what_was_tried"]) {
+      const list = live.querySelector(`[data-live-list="${name}"]`);
+      const items = Array.isArray(a[name]) ? a[name] : [];
+      if (!list) continue;
+      while (list.children.length > items.length) list.lastElementChild.remove();
+      items.forEach((text, i) => {
+        let li = list.children[i];
+        if (!li) li = list.appendChild(document.createElement("li"));
+        if (li.textContent !== text) li.textContent = text;
+      });
+      show(name, items.length > 0);
+    }
+    // The caret sits where the model writes now.
+    for (const el of live.querySelectorAll("[data-writing]")) delete el.dataset.writing;
+    const [, name, index] = (event.field || "").split(".");
+    const writing =
+      index !== undefined
+        ? live.querySelector(`[data-live-list="${name}"]`)?.children[Number(index)]
+        : live.querySelector(`[data-live-field="${name}"]`);
+    if (writing) writing.dataset.writing = "";
+    const what = live.querySelector("[data-live-what]");
+    if (what) what.textContent = `Writing ${WRITING[event.field?.split(".").slice(0, 2).join(".")] || "the assessment"}…`;
+  }
+
+  async retryAssessment(button) {
+    button.disabled = true;
+    try {
+      await api("POST", `/api/v1/ai-sessions/${this.sessionId}/handoffs/${this.id}/assessment/retry`);
+      this.state = "pending";
+      this.toast("Asking the AI again.");
+      await this.refresh("assessment");
+      this.refresh("timeline");
+    } catch (error) {
+      button.disabled = false;
+      this.toast(error.message);
+      if (error.status === 409) this.assessmentChanged();
+    }
   }
 
   async assessmentChanged() {

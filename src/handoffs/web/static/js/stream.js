@@ -19,6 +19,7 @@ export const EVENT_TYPES = [
   "handoff_escalated",
   "handoff_assessment_ready",
   "handoff_assessment_failed",
+  "handoff_assessment_delta",
   "resync",
 ];
 
