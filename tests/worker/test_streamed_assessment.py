@@ -310,3 +310,42 @@ def test_the_price_table_takes_overrides_and_refuses_nonsense() -> None:
     for bad in ('{"x": {"input": -1, "output": 1, "cache_write": 1, "cache_read": 1}}', "[1]", "{"):
         with pytest.raises(ValueError, match="AI_PRICES"):
             parse_prices(bad)
+
+
+# -- grounded in past fixes ---------------------------------------------------------------------
+
+
+async def test_the_prompt_carries_how_the_team_fixed_similar_ones_of_this_account_only(
+    api: Api, db: AsyncSession, settings: Settings
+) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    fixed = await _escalate(api, summary="Outlook keeps prompting for the password after the update")
+    await api.call("sam", "POST", _path(fixed) + "/claim")
+    resolution = "Cleared the cached credentials in Windows Credential Manager and re-signed Office."
+    resolved = await api.call("sam", "POST", _path(fixed) + "/resolve", json={"resolution": resolution})
+    assert resolved.status_code == 200, resolved.text
+    # Another tenant fixed the very same problem: never shown to Acme's model.
+    g_session = await api.new_session("gus", problem_summary="Outlook keeps prompting for the password")
+    g_handoff = await api.hand_off(g_session["id"], who="gus")
+    await db.execute(
+        update(SessionHandoff)
+        .where(SessionHandoff.id == g_handoff["id"])
+        .values(state="resolved", outcome="fixed", resolution="GLOBEX-SECRET-FIX",
+                resolved_by=api["gus"].id, resolved_at=datetime.now(UTC))
+    )  # fmt: skip
+    await db.commit()
+    await settle(api.client)
+    await run_jobs(_ai(settings), extra_ctx={"assessor": FakeMessagesAPI(message(VALID_OUTPUT)).assessor()})
+
+    await _escalate(api, summary="Outlook is prompting for the password again and again")
+    fake = FakeMessagesAPI(message(VALID_OUTPUT))
+    await run_jobs(_ai(settings), extra_ctx={"assessor": fake.assessor()})
+    (body,) = fake.requests
+    prompt = body["messages"][0]["content"]
+    assert "Similar escalations this team resolved" in prompt
+    assert resolution in prompt
+    assert "resolved by Sam" in prompt
+    assert "GLOBEX-SECRET-FIX" not in prompt

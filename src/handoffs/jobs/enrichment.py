@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -20,10 +20,12 @@ import anthropic
 import httpx2
 from sqlalchemy import any_, select, text
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.ext.asyncio import AsyncConnection
 from uuid_utils.compat import uuid7
 
 from handoffs import metrics
 from handoffs.db.models import OutboxMessage, SessionHandoff, User
+from handoffs.domain.handoffs.similar import problem_text, similar_resolved
 from handoffs.enums import EVENT_TOPIC, AssessmentStatus, TimelineKind
 from handoffs.events import HandoffAssessmentFailed, HandoffAssessmentReady, event_payload
 from handoffs.integrations.ai import (
@@ -32,6 +34,7 @@ from handoffs.integrations.ai import (
     AssessmentResult,
     InvalidModelOutput,
     OfflineAssessor,
+    PastFix,
 )
 from handoffs.integrations.retry_after import parse_retry_after
 from handoffs.jobs.context import JobContext
@@ -63,6 +66,7 @@ _LOAD = (
         SessionHandoff.assessment_status,
         SessionHandoff.session_snapshot,
         SessionHandoff.engineer_notes,
+        SessionHandoff.session_id,
         User.name.label("creator_name"),
     )
     .outerjoin(SessionHandoff, SessionHandoff.id == _HANDOFF_ID)
@@ -72,16 +76,44 @@ _LOAD = (
 
 
 async def _load(jc: JobContext, ids: Sequence[UUID]) -> list[tuple[OutboxJob | None, AssessmentInput | None]]:
-    """Outbox rows and the model's input in one read; no input once the assessment is stored or given up."""
+    """Outbox rows and the model's input in one read; no input once the assessment is stored or given up.
+
+    The input includes the account's closest past resolutions (``domain.handoffs.similar``): one
+    more statement per job that still needs the model, on the same connection.
+    """
     found: dict[UUID, tuple[OutboxJob, AssessmentInput | None]] = {}
     async with jc.engine.connect() as conn:
-        for r in await conn.execute(_LOAD, {"ids": ids}):
+        for r in (await conn.execute(_LOAD, {"ids": ids})).all():
             data = None
             # Gone, or already stored (or given up): never call the model twice.
             if r.assessment_status == AssessmentStatus.pending:
                 data = AssessmentInput.from_snapshot(r.session_snapshot, r.engineer_notes, r.creator_name)
+                data = replace(data, similar=await _past_fixes(conn, r))
             found[r.id] = (OutboxJob.from_row(r), data)
     return [found.get(outbox_id, (None, None)) for outbox_id in ids]
+
+
+#: Past resolutions shown to the model: enough to recognise a pattern, few enough to stay short.
+PAST_FIXES_IN_PROMPT = 3
+
+
+async def _past_fixes(conn: AsyncConnection, r: Any) -> tuple[PastFix, ...]:
+    similar = await similar_resolved(
+        conn,
+        account_id=r.account_id,
+        text=problem_text(r.session_snapshot, r.engineer_notes),
+        exclude_session_id=r.session_id,
+        limit=PAST_FIXES_IN_PROMPT,
+    )
+    return tuple(
+        PastFix(
+            resolved_by=s.resolved_by.name if s.resolved_by else "a former colleague",
+            resolved_on=s.resolved_at.date().isoformat(),
+            problem=s.problem_summary,
+            resolution=s.resolution,
+        )
+        for s in similar
+    )
 
 
 async def _enrich(

@@ -18,7 +18,7 @@ from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 from markupsafe import Markup
 
-from handoffs.domain.notifications.titles import duration
+from handoffs.domain.notifications.titles import duration, snippet
 from handoffs.enums import Priority
 
 PRIORITY_RANK = {Priority.low: 0, Priority.normal: 1, Priority.high: 2, Priority.urgent: 3}
@@ -45,6 +45,16 @@ def clock_utc(value: datetime | str | None, now: datetime | None = None) -> str:
     at = as_datetime(value).astimezone(UTC)
     today = (now or datetime.now(UTC)).astimezone(UTC).date()
     return at.strftime("%H:%M UTC" if at.date() == today else "%Y-%m-%d %H:%M UTC")
+
+
+def day_utc(value: datetime | str | None, now: datetime | None = None) -> str:
+    """``3 Nov`` (``3 Nov 2025`` in another year than ``now``), in UTC until time.js writes the
+    browser's own day: a date said in a sentence ("fixed a similar one on 3 Nov")."""
+    if value is None:
+        return ""
+    at = as_datetime(value).astimezone(UTC)
+    year = (now or datetime.now(UTC)).astimezone(UTC).year
+    return f"{at.day} {at:%b}" + ("" if at.year == year else f" {at.year}")
 
 
 def ago(value: datetime | str | None, now: datetime | None = None) -> str:
@@ -177,6 +187,8 @@ def register_filters(env: Environment) -> None:
     env.filters.update(
         iso=iso,
         clock_utc=clock_utc,
+        day_utc=day_utc,
+        snippet=snippet,
         ago=ago,
         duration=duration,
         first_name=first_name,

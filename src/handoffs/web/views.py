@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handoffs.db.models import Account, SessionHandoff, TimelineEntry, User
+from handoffs.db.models import Account, AISession, SessionHandoff, TimelineEntry, User
 from handoffs.domain.accounts.service import UserService
 from handoffs.domain.escalation_policy.ladder import AUDIENCE_LABELS, steps_up
 from handoffs.domain.escalation_policy.service import EscalationPolicyService
@@ -32,6 +32,7 @@ from handoffs.domain.handoffs.comments import HandoffComments
 from handoffs.domain.handoffs.schemas import CommentOut, HandoffPage, TimelineEntryOut
 from handoffs.domain.handoffs.search import SearchFilters, read_queue, search_handoffs
 from handoffs.domain.handoffs.service import HandoffService
+from handoffs.domain.handoffs.similar import problem_text, similar_resolved, similar_to, suggested_engineers
 from handoffs.domain.handoffs.timeline import read_timeline
 from handoffs.domain.notifications.service import NotificationService
 from handoffs.domain.sessions.service import SessionService
@@ -286,6 +287,8 @@ class ConsoleViews:
             comments=await self.comments_of(session_id, current) if current else [],
             can_comment=current is not None and self._may_comment(current),
         )
+        if context["can_hand_off"]:
+            context.update(await self._suggested_targets(session, context["targets"]))
         context["page_data"]["sessionId"] = str(session.id)
         context["page_data"]["handoffIds"] = [str(h.id) for h in context["handoffs"]]
         context["page_data"]["currentHandoffId"] = str(current.id) if current else None
@@ -321,6 +324,7 @@ class ConsoleViews:
         }
         context["comments"] = await self.comments_of(session_id, handoff)
         context["can_comment"] = self._may_comment(handoff)
+        context["similar"] = await similar_to(self.db, handoff)
         return context
 
     async def handoff_parts(self, session_id: UUID, handoff_id: UUID) -> dict[str, Any]:
@@ -418,6 +422,30 @@ class ConsoleViews:
 
     async def _people_json(self) -> dict[str, str]:
         return {str(uid): u.name for uid, u in (await self._people()).items()}
+
+    async def _suggested_targets(self, session: AISession, targets: list[User]) -> dict[str, Any]:
+        """The escalate form's "Send to", people who fixed similar ones first.
+
+        The handoff does not exist yet: the session's title and problem are the text, and the
+        junior about to raise it is never suggested (they cannot be its target anyway).
+        """
+        similar = await similar_resolved(
+            self.db,
+            account_id=self.user.account_id,
+            text=problem_text({"title": session.title, "problem_summary": session.problem_summary}),
+            exclude_session_id=session.id,
+        )
+        by_id = {t.id: t for t in targets}
+        suggested = [
+            (by_id[e.id], e.resolved_similar)
+            for e in suggested_engineers(similar, exclude=self.user.id)
+            if e.id in by_id
+        ]
+        chosen = {user.id for user, _ in suggested}
+        return {
+            "suggested_targets": suggested,
+            "other_targets": [t for t in targets if t.id not in chosen],
+        }
 
 
 def _iso(value: datetime | None) -> str | None:

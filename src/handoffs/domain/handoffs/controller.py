@@ -1,5 +1,5 @@
 """HTTP surface of a handoff's life: hand-off, claim, release, reassign, resolve, withdraw,
-comments, timeline, the team queue and the account-wide search."""
+comments, timeline, similar past handoffs, the team queue and the account-wide search."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from handoffs.deps import CurrentUser, DbSession
+from handoffs.domain.accounts.schemas import Detail
 from handoffs.domain.handoffs.assessment import AssessmentRetry, partial_of
 from handoffs.domain.handoffs.comments import HandoffComments
 from handoffs.domain.handoffs.lifecycle import HandoffLifecycle
@@ -26,12 +27,14 @@ from handoffs.domain.handoffs.schemas import (
     ReassignBody,
     ReleaseBody,
     ResolveBody,
+    SimilarHandoff,
     StateConflict,
     TimelineEntryOut,
     WithdrawBody,
 )
 from handoffs.domain.handoffs.search import QueueFilters, SearchFilters, read_queue, search_handoffs
 from handoffs.domain.handoffs.service import HandoffService
+from handoffs.domain.handoffs.similar import hand_off_answer, handoff_answer, similar_to
 from handoffs.domain.handoffs.timeline import read_timeline
 from handoffs.enums import HandoffIntent, HandoffState, Priority, Role
 from handoffs.errors import BadRequest
@@ -85,7 +88,7 @@ class HandoffController(Controller):
         handoffs: NamedDependency[HandoffService],
     ) -> HandoffOut:
         """Park or escalate the caller's session. Returns at once; AI, email and PSA work follow."""
-        return HandoffOut.of(await handoffs.hand_off(user, session_id, data))
+        return await hand_off_answer(handoffs.db, await handoffs.hand_off(user, session_id, data))
 
     @get("/{session_id:uuid}/handoffs")
     async def list_handoffs(
@@ -103,10 +106,10 @@ class HandoffController(Controller):
         handoffs: NamedDependency[HandoffService],
         runtime: NamedDependency[Runtime],
     ) -> HandoffOut:
-        """One handoff, with its assessment when ready, and what the model has written so far while
-        it is pending (``ai_assessment_partial``)."""
+        """One handoff, with its assessment when ready (what the model has written so far while it is
+        pending: ``ai_assessment_partial``) and who resolved similar ones."""
         handoff = await handoffs.get(user, session_id, handoff_id)
-        out = HandoffOut.of(handoff)
+        out = await handoff_answer(handoffs.db, handoff)
         out.ai_assessment_partial = await partial_of(runtime.bus, handoff)
         return out
 
@@ -252,6 +255,22 @@ class HandoffController(Controller):
         """Who did what to the handoff, and what the workers did, oldest first."""
         handoff = await handoffs.get(user, session_id, handoff_id)
         return await read_timeline(handoffs.db, user.account_id, handoff.id)
+
+    @get(
+        f"{HANDOFF}/similar",
+        responses={404: ResponseSpec(data_container=Detail, description="No such handoff in your account")},
+    )
+    async def similar(
+        self,
+        session_id: FromPath[UUID],
+        handoff_id: FromPath[UUID],
+        user: CurrentUser,
+        handoffs: NamedDependency[HandoffService],
+    ) -> list[SimilarHandoff]:
+        """Up to 5 resolved handoffs of the account most like this one, best first, with how they
+        were fixed and by whom (full-text rank, 0..1). Whoever can read the handoff reads these."""
+        handoff = await handoffs.get(user, session_id, handoff_id)
+        return await similar_to(handoffs.db, handoff)
 
     @get("/queue", guards=[requires_role(Role.engineer, "see the escalation queue")])
     async def queue(

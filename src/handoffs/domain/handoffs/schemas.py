@@ -1,5 +1,5 @@
 """Request and response bodies of the handoff's life: hand-off, claim, release, reassign,
-resolve, withdraw, comments, timeline, the queue and the search."""
+resolve, withdraw, comments, timeline, the queue, the search and similar past handoffs."""
 
 from __future__ import annotations
 
@@ -59,6 +59,15 @@ class AIUsage(msgspec.Struct):
     cost_usd: float = 0.0
 
 
+class SuggestedEngineer(msgspec.Struct):
+    """Someone who resolved similar handoffs: whom to hand this one to, or ask."""
+
+    id: UUID
+    name: str
+    resolved_similar: int
+    """How many of the similar handoffs (``GET .../similar``) they resolved."""
+
+
 class HandoffOut(FromRow):
     id: UUID
     session_id: UUID
@@ -100,6 +109,9 @@ class HandoffOut(FromRow):
     ai_assessment_partial: dict[str, Any] | None = None
     """Not a column: while ``pending``, the newest ``handoff_assessment_delta`` (``seq``, ``field``,
     ``text``, ``partial``) for a client that joins mid-way; filled by single-handoff reads."""
+    suggested_engineers: list[SuggestedEngineer] = msgspec.field(default_factory=list)
+    """Not a column: who resolved the similar handoffs, most first (``similar.suggested_engineers``).
+    Filled by the read of one handoff and the hand-off; the transitions' answers leave it empty."""
 
     @classmethod
     def of(cls, row: object) -> Self:
@@ -203,3 +215,20 @@ class HandoffListItem(msgspec.Struct):
 class HandoffPage(msgspec.Struct):
     items: list[HandoffListItem]
     next_cursor: str | None
+
+
+class SimilarHandoff(msgspec.Struct):
+    """A resolved handoff of the account like another one, with how it was fixed (``GET .../similar``)."""
+
+    handoff_id: UUID
+    session_id: UUID
+    problem_summary: str
+    resolution: str
+    resolved_by: Person | None
+    """Null only when the resolver's user was deleted."""
+    resolved_at: datetime
+    score: float
+    """How alike, 0..1: ``ts_rank_cd`` normalised by length and by ``rank / (rank + 1)`` (similar.py)."""
+    outcome: Outcome
+    resolver_available: bool
+    """The resolver is still an active engineer, admin or owner of the account: someone to hand it to."""

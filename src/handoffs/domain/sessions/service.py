@@ -13,6 +13,9 @@ from handoffs.domain.sessions.schemas import MessageCreate, SessionCreate
 from handoffs.enums import SessionStatus
 from handoffs.errors import Conflict, NotFound
 
+#: The title of a session created without one.
+UNTITLED = "Untitled session"
+
 
 def visible_to(user: User) -> ColumnElement[bool]:
     """The one visibility rule of every read: a session (and its handoffs) is visible to its
@@ -29,7 +32,7 @@ class SessionService:
         session = AISession(
             account_id=user.account_id,
             owner_id=user.id,
-            title=data.title.strip() or "Untitled session",
+            title=data.title.strip() or UNTITLED,
             problem_summary=data.problem_summary.strip(),
             psa_ticket_id=data.psa_ticket_id,
             status=SessionStatus.active,

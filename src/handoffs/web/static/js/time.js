@@ -58,6 +58,15 @@ export function formatClock(iso) {
   return formatter(options).format(at);
 }
 
+/** "Nov 3" (the browser's order and words: "3 Nov" in en-GB); the year too when it is not this one. */
+export function formatDay(iso) {
+  const at = new Date(iso);
+  if (Number.isNaN(at.getTime())) return "";
+  const options = { month: "short", day: "numeric" };
+  if (at.getFullYear() !== new Date(now()).getFullYear()) options.year = "numeric";
+  return formatter(options).format(at);
+}
+
 /** "Monday, March 2, 2026 at 9:05:12 AM EST": the hover text of every time. */
 export function formatFull(iso) {
   const at = new Date(iso);
@@ -75,6 +84,17 @@ export function renderClocks(root = document) {
   }
 }
 
+/** Write every `<time data-day>` under `root` as the browser's day (the server wrote the UTC one). */
+export function renderDays(root = document) {
+  for (const el of root.querySelectorAll("time[data-day]")) {
+    const text = formatDay(el.dateTime);
+    if (!text) continue;
+    el.textContent = text;
+    el.title = formatFull(el.dateTime);
+    el.dataset.day = "local";
+  }
+}
+
 /** Keep every `<time data-ago>` under `root` current; its hover text is the time in the browser's zone. */
 export function refreshAgo(root = document) {
   for (const el of root.querySelectorAll("time[data-ago]")) {
@@ -83,9 +103,10 @@ export function refreshAgo(root = document) {
   }
 }
 
-/** Every time under `root`: clock times in the browser's zone, relative ones current. */
+/** Every time under `root`: clock times and days in the browser's zone, relative ones current. */
 export function renderTimes(root = document) {
   renderClocks(root);
+  renderDays(root);
   refreshAgo(root);
 }
 
