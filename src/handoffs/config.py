@@ -130,6 +130,9 @@ class Settings:
     anthropic_timeout_seconds: float = env("ANTHROPIC_TIMEOUT_SECONDS", 60.0)
     anthropic_base_url: str | None = env("ANTHROPIC_BASE_URL", None)
     """An API gateway or proxy in front of Anthropic; unset means the SDK's default."""
+    anthropic_streaming: bool = env("ANTHROPIC_STREAMING", True)
+    """Stream the model's answer (live deltas). Off for a gateway that buffers event streams:
+    one plain request per attempt, and the assessment appears when it is done."""
     ai_prices: str = env("AI_PRICES", "")
     """Model prices over the built-in list prices (JSON; handoffs.pricing)."""
 

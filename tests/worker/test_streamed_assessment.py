@@ -349,3 +349,25 @@ async def test_the_prompt_carries_how_the_team_fixed_similar_ones_of_this_accoun
     assert resolution in prompt
     assert "resolved by Sam" in prompt
     assert "GLOBEX-SECRET-FIX" not in prompt
+
+
+async def test_with_streaming_off_one_plain_request_stores_the_same_assessment(
+    api: Api, db: AsyncSession, settings: Settings, redis: Any
+) -> None:
+    from anthropic import AsyncAnthropic
+
+    from handoffs.events import partial_assessment_key
+    from handoffs.integrations.ai import AnthropicAssessor
+
+    handoff = await _escalate(api)
+    fake = FakeMessagesAPI(message(VALID_OUTPUT))
+    client = AsyncAnthropic(
+        api_key="sk-ant-test",
+        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(fake.handler)),
+        max_retries=0,
+    )
+    assessor = AnthropicAssessor(client, MODEL, streaming=False)
+    await run_jobs(_ai(settings), extra_ctx={"assessor": assessor})
+    assert "stream" not in fake.requests[0]
+    assert (await _row(db, handoff)).assessment_status == "ready"
+    assert await redis.get(partial_assessment_key(handoff["id"]) + ":seq") is None  # no delta was sent

@@ -43,7 +43,7 @@ def make_assessor(settings: Settings) -> Assessor:
         timeout=settings.anthropic_timeout_seconds,
         max_retries=0,  # retries are the job's: attempt-based, with backoff, recorded
     )
-    return AnthropicAssessor(client, settings.anthropic_model)
+    return AnthropicAssessor(client, settings.anthropic_model, streaming=settings.anthropic_streaming)
 
 
 async def sweep_outbox(ctx: dict[str, Any]) -> int:

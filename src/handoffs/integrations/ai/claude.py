@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 from anthropic import AsyncAnthropic
-from anthropic.types import MessageParam, TextBlockParam, ToolChoiceToolParam
+from anthropic.types import Message, MessageParam, TextBlockParam, ToolChoiceToolParam
 
 from handoffs.integrations.ai.prompt import SYSTEM_PROMPT, TOOL, prefix_is_cacheable, render_prompt
 from handoffs.integrations.ai.schemas import (
@@ -30,10 +30,13 @@ from handoffs.integrations.ai.schemas import (
 class AnthropicAssessor:
     """The official SDK; transport and retries are the caller's (tests inject a fake transport)."""
 
-    def __init__(self, client: AsyncAnthropic, model: str, max_tokens: int = 4096) -> None:
+    def __init__(
+        self, client: AsyncAnthropic, model: str, max_tokens: int = 4096, *, streaming: bool = True
+    ) -> None:
         self.client = client
         self.model = model
         self.max_tokens = max_tokens
+        self.streaming = streaming
         system: TextBlockParam = {"type": "text", "text": SYSTEM_PROMPT}
         if prefix_is_cacheable(model):
             # The tool and the instructions are the same for every escalation: cache them.
@@ -43,14 +46,16 @@ class AnthropicAssessor:
     async def assess(self, data: AssessmentInput, progress: Progress | None = None) -> AssessmentResult:
         tool_choice: ToolChoiceToolParam = {"type": "tool", "name": TOOL_NAME}
         messages: list[MessageParam] = [{"role": "user", "content": render_prompt(data)}]
+        if not self.streaming:
+            message = await self.client.messages.create(
+                model=self.model, max_tokens=self.max_tokens, system=self.system, tools=[TOOL],
+                tool_choice=tool_choice, messages=messages,
+            )  # fmt: skip
+            return self._result(message)
         async with self.client.messages.stream(
-            model=self.model,
-            max_tokens=self.max_tokens,
-            system=self.system,
-            tools=[TOOL],
-            tool_choice=tool_choice,
-            messages=messages,
-        ) as stream:
+            model=self.model, max_tokens=self.max_tokens, system=self.system, tools=[TOOL],
+            tool_choice=tool_choice, messages=messages,
+        ) as stream:  # fmt: skip
             finished = False
             async for event in stream:
                 if event.type == "input_json" and progress is not None and isinstance(event.snapshot, dict):
@@ -60,6 +65,9 @@ class AnthropicAssessor:
                 # The connection ended cleanly but the answer did not (no message_stop).
                 raise AnswerCutOff("the AI service's answer was cut off")
             message = await stream.get_final_message()
+        return self._result(message)
+
+    def _result(self, message: Message) -> AssessmentResult:
         usage = message.usage
         tool_inputs: list[Any] = [
             block.input for block in message.content if block.type == "tool_use" and block.name == TOOL_NAME
