@@ -29,6 +29,7 @@ from handoffs.domain.sessions.controller import SessionController
 from handoffs.errors import exception_handlers
 from handoffs.health import HealthController
 from handoffs.logs import LOG_FORMAT
+from handoffs.metrics_endpoint import MetricsController, prometheus_config
 from handoffs.outbox.relay import OutboxRelay
 from handoffs.runtime import STATE_KEY, Runtime, open_runtime, runtime_of
 from handoffs.security.auth import TokenIssuer, create_jwt_auth
@@ -98,6 +99,7 @@ def create_app(
             ChatIntegrationController,
             UserController,
             TeamFiguresController,
+            MetricsController,
             # The browser console: pages, and the static files they load.
             ConsoleController,
             static_files_router(),
@@ -126,7 +128,7 @@ def create_app(
             # The signed-in user, for every handler that asks for `user: CurrentUser`.
             "user": Provide(provide_user),
         },
-        middleware=[csrf_middleware],
+        middleware=[csrf_middleware, prometheus_config().middleware],
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(
             title="handoffs",

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -130,6 +131,13 @@ def serve(host: str, port: int, workers: int) -> None:
         raise click.UsageError("serve needs DATABASE_URL and REDIS_URL; `handoffs dev` starts embedded ones")
     if not settings.secret_key:
         click.echo("warning: SECRET_KEY is not set; using the key kept in the data folder", err=True)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each uvicorn process counts into files here, and any of them answers /metrics for all.
+        # Emptied first: a previous run's files would count dead processes.
+        folder = settings.data_dir / "prometheus"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
     uvicorn.run(
         "handoffs.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info"
     )

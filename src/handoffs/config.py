@@ -124,6 +124,14 @@ class Settings:
     ladder_sweep_seconds: float = env("LADDER_SWEEP_SECONDS", 1.0)
     """How often each worker sweeps the escalation ladder for due levels (0: this worker does not)."""
 
+    # -- operating it ---------------------------------------------------------------------
+    metrics_token: str | None = env("METRICS_TOKEN", None)
+    """The bearer token of ``GET /metrics``; unset, the endpoint answers 404."""
+    worker_metrics_port: int = env("WORKER_METRICS_PORT", 0)
+    """A worker serves its Prometheus metrics on this port (0: it does not)."""
+    worker_metrics_host: str = env("WORKER_METRICS_HOST", "127.0.0.1")
+    """Where the worker's metrics listen; ``0.0.0.0`` in a container on a private network."""
+
     # -- the AI assessment -------------------------------------------------------------------
     anthropic_api_key: str | None = env("ANTHROPIC_API_KEY", None)
     anthropic_model: str = env("ANTHROPIC_MODEL", "claude-sonnet-5-5")

@@ -1,11 +1,10 @@
-"""What operators watch: jobs and their outcomes, the outbox relay, model tokens, batching, deliveries.
+"""What operators watch: HTTP requests, open streams, the outbox backlog, jobs and their outcomes,
+model tokens, batching, deliveries.
 
-Recorded with ``prometheus_client`` into its default registry, so whatever
-exposes that registry serves them: Litestar's ``PrometheusController`` in an
-API replica (``make dev`` runs the worker in the same process), or
-``prometheus_client.start_http_server`` in a worker process. Choosing the
-endpoint, port and scrape setup is left to the deployment; nothing here
-opens a port.
+Recorded with ``prometheus_client`` into its default registry (or, under
+``handoffs serve --workers N``, its multiprocess files: ``PROMETHEUS_MULTIPROC_DIR``).
+An API replica serves them at ``GET /metrics`` (``handoffs.metrics_endpoint``,
+behind ``METRICS_TOKEN``); a worker process on ``WORKER_METRICS_PORT``.
 
 Names follow Prometheus conventions (``_total`` is appended to counters,
 durations in seconds). Labels stay low-cardinality: never an account,
@@ -14,7 +13,7 @@ handoff or user id.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 JOBS = Counter(
     "handoffs_jobs",
@@ -63,4 +62,15 @@ PSA_PUSHES = Counter(
     "handoffs_psa_pushes",
     "PSA write-backs, by vendor and result (synced, error, not_applicable).",
     ["vendor", "result"],
+)
+OPEN_STREAMS = Gauge(
+    "handoffs_open_streams",
+    "Live-stream (SSE) connections open on this replica.",
+    multiprocess_mode="livesum",
+)
+OUTBOX_BACKLOG = Gauge(
+    "handoffs_outbox_backlog",
+    "Outbox rows not done, by status (pending, dispatched, failed), as counted at the scrape.",
+    ["status"],
+    multiprocess_mode="mostrecent",
 )

@@ -284,6 +284,9 @@ class OutboxMessage(UUIDv7AuditBase):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_pending", "available_at", postgresql_where=text("status = 'pending'")),
+        # What is not done yet, by status: the sweep's lost-job scan and the metrics' backlog
+        # count read these few rows, never the done ones that pile up.
+        Index("ix_outbox_open", "status", "dispatched_at", postgresql_where=text("status <> 'done'")),
     )
     account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     topic: Mapped[str] = mapped_column(String(64))

@@ -10,6 +10,7 @@ import httpx
 import uvloop
 from anthropic import AsyncAnthropic
 from arq import Worker, cron
+from prometheus_client import start_http_server
 
 from handoffs.config import Settings
 from handoffs.enums import JobTopic
@@ -74,6 +75,13 @@ def worker_options(settings: Settings, *, extra_ctx: dict[str, Any] | None = Non
         )
         sweeper = ctx["ladder"] = LadderSweeper(ctx[CTX_KEY], settings.ladder_sweep_seconds)
         sweeper.start()
+        if settings.worker_metrics_port:
+            # Jobs, outcomes, tokens, batching, deliveries: this process's registry, for a scraper
+            # on the private network (no token: bind it where only the scraper reaches).
+            ctx["metrics_server"], _ = start_http_server(
+                settings.worker_metrics_port, addr=settings.worker_metrics_host
+            )
+            log.info("worker metrics on %s:%d", settings.worker_metrics_host, settings.worker_metrics_port)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         jc: JobContext | None = ctx.get(CTX_KEY)
@@ -81,6 +89,9 @@ def worker_options(settings: Settings, *, extra_ctx: dict[str, Any] | None = Non
             return
         if (sweeper := ctx.get("ladder")) is not None:
             await sweeper.stop()
+        if (server := ctx.pop("metrics_server", None)) is not None:
+            server.shutdown()
+            server.server_close()
         await jc.drain()
         if "http" not in overrides:
             await jc.http.aclose()

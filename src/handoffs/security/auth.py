@@ -31,7 +31,9 @@ from handoffs.runtime import STATE_KEY
 from handoffs.security.revocation import is_revoked
 
 #: Paths reachable without a token.
-PUBLIC_PATHS = ["/api/v1/auth/login", "/api/v1/auth/session", "/health", "/schema"]
+#: Patterns searched anywhere in the path (Litestar), so ``/metrics`` is anchored: it has its own
+#: token (handoffs.metrics_endpoint), not a user's, while ``/api/v1/metrics/handoffs`` is a user's.
+PUBLIC_PATHS = ["/api/v1/auth/login", "/api/v1/auth/session", "/health", "/schema", "^/metrics$"]
 #: The console's session cookie (HttpOnly) and its CSRF companion (readable by the page's script).
 SESSION_COOKIE = "handoffs_session"
 CSRF_COOKIE = "handoffs_csrf"
