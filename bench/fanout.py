@@ -491,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         owner = migrate_and_seed(settings, "sam@acme.test")
         token = mint_token(stack.secret, owner.user_id)
         env = stack.env(pythonpath=False)  # the replicas serve handoffs.app alone
+        env["SSE_MAX_STREAMS_PER_USER"] = "0"  # one token opens every stream: no per-user cap
         print(f"{stack.describe()}; open-files limit {fd_limit}", flush=True)
         for n in levels:
             with replicas(env, args.replicas, stack.data_dir) as reps:

@@ -111,6 +111,8 @@ class Settings:
     """The browser's reconnect delay (the stream's ``retry:`` hint)."""
     sse_gc_gen0_threshold: int = env("SSE_GC_GEN0_THRESHOLD", 50_000)
     """Young-generation GC threshold while serving streams (0: Python's); see docs/live-stream.md."""
+    sse_max_streams_per_user: int = env("SSE_MAX_STREAMS_PER_USER", 20)
+    """Open streams per user across all replicas; the next one answers 429 (0: no cap)."""
 
     # -- the worker ------------------------------------------------------------------------
     job_timeout_seconds: int = env("JOB_TIMEOUT_SECONDS", 120)

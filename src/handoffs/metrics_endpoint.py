@@ -83,8 +83,6 @@ class MetricsController(Controller):
         scheme, _, token = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
             raise NotAuthorizedException("Send Authorization: Bearer <METRICS_TOKEN>.")
-        if runtime.hub is not None:
-            metrics.OPEN_STREAMS.set(runtime.hub.clients)
         try:
             async with runtime.engine.connect() as conn:
                 counted = dict((await conn.execute(_BACKLOG)).tuples().all())

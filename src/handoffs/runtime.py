@@ -31,6 +31,7 @@ from handoffs.db.engine import create_engine, create_sessionmaker
 from handoffs.events import EventBus
 from handoffs.jobs.queue import create_arq_pool
 from handoffs.outbox.relay import ArqJobQueue, OutboxRelay
+from handoffs.stream.guard import StreamGuard
 from handoffs.stream.hub import EventHub
 
 Role = Literal["api", "worker", "cli"]
@@ -51,8 +52,9 @@ class Runtime:
     hub: EventHub | None = None
     """The live-stream hub: API replicas only."""
     auth_redis: Redis | None = None
-    """One connection for the signed-out-token check of every request (API replicas only):
-    serialised on it, so 200 streams opening at once do not grow the shared pool."""
+    """One connection for the signed-out-token check of every request and the live stream's
+    cap and re-checks (API replicas only): serialised on it, so 200 streams opening at once
+    do not grow the shared pool."""
     _owned_redis: bool = True
     _engines: list[AsyncEngine] = field(default_factory=list, repr=False)
 
@@ -105,15 +107,16 @@ async def open_runtime(
         _engines=engines,
     )
     if role == "api":
+        runtime.auth_redis = Redis.from_url(settings.required_redis_url, single_connection_client=True)
         runtime.hub = EventHub(
             settings.required_redis_url,
             bus,
             queue_size=settings.sse_client_queue,
             keepalive_seconds=settings.sse_keepalive_seconds,
             gc_gen0_threshold=settings.sse_gc_gen0_threshold,
+            guard=StreamGuard.of(engine, runtime.auth_redis, settings),
         )
         await runtime.hub.start()
-        runtime.auth_redis = Redis.from_url(settings.required_redis_url, single_connection_client=True)
     return runtime
 
 

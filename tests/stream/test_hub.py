@@ -275,3 +275,21 @@ def test_gc_tuning_raises_the_young_threshold_and_never_lowers_it() -> None:
         assert gc.get_threshold() == (50_000, 10, 10)
     finally:
         gc.set_threshold(*saved)
+
+
+async def test_the_open_streams_gauge_counts_clients_in_and_out(hub: EventHub) -> None:
+    from handoffs import metrics
+
+    def gauge() -> float:
+        return float(metrics.OPEN_STREAMS._value.get())
+
+    start = gauge()
+    account = str(uuid4())
+    subs = [hub.subscribe(account) for _ in range(3)]
+    assert gauge() == start + 3
+    subs[0].release()
+    subs[0].release()  # a second release of the same client counts once
+    assert gauge() == start + 2
+    for sub in subs[1:]:
+        sub.release()
+    assert gauge() == start

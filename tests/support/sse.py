@@ -20,8 +20,14 @@ from tests.support.replicas import run_replicas
 
 STREAM_PATH = "/api/v1/ai-sessions/escalations/stream"
 
-#: Live-stream replicas: short keepalive so tests see several within a second.
-STREAM_REPLICA_ENV = {"SSE_KEEPALIVE_SECONDS": "0.3", "SSE_RETRY_MS": "500"}
+#: Live-stream replicas: short keepalive so tests see several within a second. The cap stays
+#: on, far above the 100 streams per user of the connection tests (test_stream_limits.py runs
+#: its own replicas with a small one).
+STREAM_REPLICA_ENV = {
+    "SSE_KEEPALIVE_SECONDS": "0.3",
+    "SSE_RETRY_MS": "500",
+    "SSE_MAX_STREAMS_PER_USER": "1000",
+}
 
 
 @contextlib.contextmanager

@@ -172,7 +172,7 @@ HANDOFF_EVENT_TYPES: tuple[str, ...] = tuple(
     )
 )
 #: Frames the stream itself sends, about the connection rather than a handoff.
-STREAM_EVENT_TYPES = ("ready", "resync")
+STREAM_EVENT_TYPES = ("ready", "resync", "access_ended")
 
 
 def event_payload(event: AnyHandoffEvent) -> dict[str, Any]:

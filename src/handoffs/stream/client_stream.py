@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from handoffs.events import parse_stream_id
+from handoffs.stream.guard import StreamOwner
 from handoffs.stream.hub import EventHub
 from handoffs.stream.sse import KEEPALIVE, control_frame, event_frame, key_id, retry_hint
 from handoffs.stream.subscription import Subscription
@@ -20,15 +21,26 @@ log = logging.getLogger(__name__)
 
 
 async def event_stream(
-    hub: EventHub, account_id: str, last_event_id: str | None, *, retry_ms: int
+    hub: EventHub,
+    account_id: str,
+    last_event_id: str | None,
+    *,
+    retry_ms: int,
+    owner: StreamOwner | None = None,
 ) -> AsyncIterator[bytes]:
-    """The body of one ``text/event-stream`` response, as chunks of whole SSE frames."""
-    sub = hub.subscribe(account_id)
+    """The body of one ``text/event-stream`` response, as chunks of whole SSE frames.
+
+    A stream the hub ended because ``owner`` may no longer read it says so last
+    (``access_ended``), so that a client signs in again instead of reconnecting.
+    """
+    sub = hub.subscribe(account_id, owner)
     try:
         # Until the hub has synced the account's channel (normally a Redis
         # round trip; longer while Redis is down) only keepalives go out.
         while not sub.active:
             if sub.closed:
+                if sub.ended is not None:
+                    yield _ended(sub, account_id)
                 return
             await sub.wait()
             # Only keepalives here: queued events must wait until ``ready`` has gone out.
@@ -49,10 +61,16 @@ async def event_stream(
                 yield b"".join(parts)
                 continue
             if sub.closed:
+                if sub.ended is not None:
+                    yield _ended(sub, account_id)
                 return
             await sub.wait()
     finally:
         sub.release()
+
+
+def _ended(sub: Subscription, account_id: str) -> bytes:
+    return control_frame(None, "access_ended", account_id, reason=sub.ended)
 
 
 async def _missed(hub: EventHub, sub: Subscription, account_id: str, last_event_id: str) -> bytes:

@@ -23,6 +23,11 @@ Because the event bus appends to the history and publishes in one Lua call,
 everything published before a SUBSCRIBE was confirmed is in the history by
 then, and everything after arrives live: history + held live events, deduplicated
 by id, have no gap and no duplicate.
+
+Access. With a :class:`~handoffs.stream.guard.StreamGuard`, every keepalive tick
+also starts one review of all the replica's streams (one batch, never per event;
+a review still running skips the tick's) and ends those whose owner may no longer
+read them; a stream's end frees its slot of the per-user cap.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from typing import Any
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import RedisError
 
+from handoffs import metrics
 from handoffs.events import (
     LIVE_ONLY_ID,
     ZERO_ID,
@@ -50,6 +56,7 @@ from handoffs.events import (
     parse_stream_id,
     split_live_message,
 )
+from handoffs.stream.guard import EndReason, StreamGuard, StreamOwner
 from handoffs.stream.process import chain_shutdown_signals, tune_gc
 from handoffs.stream.sse import event_frame, key_id, live_frame
 from handoffs.stream.subscription import ZERO_KEY, Frame, Subscription
@@ -92,8 +99,10 @@ class EventHub:
         held_max: int = 10_000,
         client_name: str | None = None,
         gc_gen0_threshold: int = 0,
+        guard: StreamGuard | None = None,
     ) -> None:
         self.bus = bus
+        self.guard = guard
         self.queue_size = queue_size
         self.keepalive_seconds = keepalive_seconds
         self.ping_seconds = ping_seconds
@@ -119,6 +128,8 @@ class EventHub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._review: asyncio.Task[None] | None = None
+        self._releases: set[asyncio.Task[None]] = set()
         self._closing = False
         self._unchain_signals: Callable[[], None] = lambda: None
         self.connected = asyncio.Event()
@@ -139,6 +150,9 @@ class EventHub:
     async def stop(self) -> None:
         self.close_streams()
         self._unchain_signals()
+        if self._releases:
+            # Streams that ended free their slots now rather than when the leases run out.
+            await asyncio.wait(self._releases, timeout=2)
         tasks = [t for t in (self._runner, self._ticker, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
@@ -154,10 +168,17 @@ class EventHub:
 
     # -- clients ----------------------------------------------------------------
 
-    def subscribe(self, account_id: str) -> Subscription:
-        """Register a client of ``account_id``; it becomes ``active`` once the channel is synced."""
+    async def admit(self, owner: StreamOwner) -> int | None:
+        """Take a slot of the owner's cap for a new stream: None, or seconds to wait (429)."""
+        return None if self.guard is None else await self.guard.admit(owner)
+
+    def subscribe(self, account_id: str, owner: StreamOwner | None = None) -> Subscription:
+        """Register a client of ``account_id``; it becomes ``active`` once the channel is synced.
+
+        ``owner`` (admitted first) is re-checked at each tick; its slot is freed when the client leaves.
+        """
         name = channel_name(account_id).encode()
-        sub = Subscription(self, account_id, name, self.queue_size)
+        sub = Subscription(self, account_id, name, self.queue_size, owner)
         if self._closing:
             sub.close()
             return sub
@@ -166,16 +187,23 @@ class EventHub:
             channel = self._channels[name] = _Channel(account_id, name)
             self._command(name, channel, "SUBSCRIBE")
         channel.subs.add(sub)
+        metrics.OPEN_STREAMS.inc()
         if channel.ready:
             # Everything handed on so far is <= last; everything later reaches this client.
             sub.activate(channel.last)
         return sub
 
     def release(self, sub: Subscription) -> None:
+        if sub.owner is not None and self.guard is not None:
+            # Its own task: the response's task may be cancelled (the client left).
+            task = self._spawn(self.guard.release(sub.owner))
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
         channel = self._channels.get(sub.name)
-        if channel is None:
+        if channel is None or sub not in channel.subs:
             return
         channel.subs.discard(sub)
+        metrics.OPEN_STREAMS.dec()
         if not channel.subs:
             del self._channels[sub.name]
             if channel.sync_task is not None:
@@ -194,6 +222,21 @@ class EventHub:
         except (RedisError, OSError) as exc:
             log.warning("could not read the event history of %s: %s", account_id, exc)
             return None
+
+    def end_streams(self, jti: str, reason: EndReason) -> int:
+        """End this replica's streams opened with token ``jti`` at once (it signed out here)."""
+        subs = [sub for sub in self._subs() if sub.owner is not None and sub.owner.jti == jti]
+        for sub in subs:
+            self._end(sub, reason)
+        return len(subs)
+
+    def _end(self, sub: Subscription, reason: EndReason) -> None:
+        # Out of the fan-out at once: nothing more reaches it, and its slot is freed.
+        sub.end(reason)
+        sub.release()
+
+    def _subs(self) -> list[Subscription]:
+        return [sub for channel in self._channels.values() for sub in channel.subs]
 
     @property
     def clients(self) -> int:
@@ -405,6 +448,27 @@ class EventHub:
             for channel in list(self._channels.values()):
                 for sub in channel.subs:
                     sub.tick()
+            if self.guard is not None and (self._review is None or self._review.done()):
+                self._review = self._spawn(self._review_streams(self.guard))
+
+    async def _review_streams(self, guard: StreamGuard) -> None:
+        """One batched check of every open stream's owner; end those who may no longer read."""
+        owned = [(sub, sub.owner) for sub in self._subs() if sub.owner is not None]
+        if not owned:
+            return
+        # Nothing awaits between listing the streams and the review's first Redis call: a
+        # stream that leaves after this is freed after the renewal (see StreamGuard.release).
+        ended = await guard.review([owner for _, owner in owned])
+        if not ended:
+            return
+        reasons: dict[str, int] = {}
+        for sub, owner in owned:
+            reason = ended.get(owner.slot)
+            if reason is not None and not sub.closed:
+                self._end(sub, reason)
+                reasons[str(reason)] = reasons.get(str(reason), 0) + 1
+        if reasons:
+            log.info("ended streams of users who may no longer read them: %s", reasons)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)

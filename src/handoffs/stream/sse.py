@@ -61,8 +61,9 @@ def live_frame(body: bytes) -> bytes:
     return frame(None, event_type(body), body)
 
 
-def control_frame(event_id: str, kind: str, account_id: str, **fields: object) -> bytes:
-    """A frame the stream itself emits (``ready``, ``resync``), shaped like the bus events."""
+def control_frame(event_id: str | None, kind: str, account_id: str, **fields: object) -> bytes:
+    """A frame the stream itself emits (``ready``, ``resync``, ``access_ended``), shaped like the
+    bus events. ``access_ended`` has no id: it is no place to resume from."""
     body = msgspec.json.encode(
         {"type": kind, "account_id": account_id, "handoff_id": None, "session_id": None, **fields}
     )

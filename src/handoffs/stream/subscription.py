@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from handoffs.events import StreamKey
+from handoffs.stream.guard import EndReason, StreamOwner
 from handoffs.stream.sse import KEEPALIVE, control_frame, key_id
 
 ZERO_KEY: StreamKey = (0, 0)
@@ -41,7 +42,7 @@ class Frame:
 class Subscription:
     """One SSE client's view of the hub: a bounded queue plus a few flags.
 
-    Only the hub writes to it (``offer``, ``resync``, ``tick``, ``close``) and
+    Only the hub writes to it (``offer``, ``resync``, ``tick``, ``close``, ``end``) and
     only the client's response task reads it (``take``, ``wait``), all on one
     event loop, so no locks.
     """
@@ -50,6 +51,7 @@ class Subscription:
         "_buf",
         "_hub",
         "_max",
+        "_released",
         "_resync",
         "_waiter",
         "account_id",
@@ -57,14 +59,25 @@ class Subscription:
         "closed",
         "cursor",
         "dropped",
+        "ended",
         "keepalive_due",
         "name",
+        "owner",
     )
 
-    def __init__(self, hub: SubscriptionOwner, account_id: str, name: bytes, queue_size: int) -> None:
+    def __init__(
+        self,
+        hub: SubscriptionOwner,
+        account_id: str,
+        name: bytes,
+        queue_size: int,
+        owner: StreamOwner | None = None,
+    ) -> None:
         self._hub = hub
         self.account_id = account_id
         self.name = name
+        self.owner = owner
+        """Whom the stream serves, re-checked at each tick (None: not checked, in-process uses)."""
         self._max = queue_size
         self._buf: deque[Frame] = deque()
         self._waiter: asyncio.Future[None] | None = None
@@ -74,8 +87,11 @@ class Subscription:
         self.active = False
         """True once the channel is synced: from here on every event of the account reaches ``take``."""
         self.closed = False
+        self.ended: EndReason | None = None
+        """Set when the stream was ended because its owner may no longer read it."""
         self.keepalive_due = False
         self.dropped = 0
+        self._released = False
 
     # -- hub side: never blocks, never awaits ---------------------------------
 
@@ -109,6 +125,13 @@ class Subscription:
     def close(self) -> None:
         self.closed = True
         self._wake()
+
+    def end(self, reason: EndReason) -> None:
+        """Close for good: the owner may no longer read the stream, so nothing queued goes out."""
+        self.ended = reason
+        self._buf.clear()
+        self._resync = None
+        self.close()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -160,5 +183,10 @@ class Subscription:
             self._waiter = None
 
     def release(self) -> None:
-        """Leave the hub (the SSE response ended): the last client of an account unsubscribes it."""
-        self._hub.release(self)
+        """Leave the hub (the SSE response ended, or the hub ended it): once, however often called.
+
+        The last client of an account unsubscribes it.
+        """
+        if not self._released:
+            self._released = True
+            self._hub.release(self)

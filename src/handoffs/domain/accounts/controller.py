@@ -29,6 +29,7 @@ from handoffs.runtime import runtime_of
 from handoffs.security.auth import TokenIssuer, current_user
 from handoffs.security.login_limits import LoginLimiter
 from handoffs.security.revocation import revoke
+from handoffs.stream.guard import EndReason
 
 LIMITED = {429: ResponseSpec(data_container=Detail, description="Too many failed sign-ins; see Retry-After")}
 
@@ -90,8 +91,11 @@ class AuthController(Controller):
         self, request: Request[User, Token, Any], tokens: NamedDependency[TokenIssuer]
     ) -> Response[LoggedOut]:
         """Sign out: this token (bearer or the console's cookie) is refused from now on, on every
-        replica; the console's cookies are cleared."""
-        await revoke(runtime_of(request.app.state).redis, request.auth)
+        replica; the console's cookies are cleared. Its live streams end: on this replica at once,
+        on the others at their next keepalive tick."""
+        runtime = runtime_of(request.app.state)
+        if await revoke(runtime.redis, request.auth) and runtime.hub is not None:
+            runtime.hub.end_streams(str(request.auth.jti), EndReason.signed_out)
         return Response(LoggedOut(), cookies=tokens.cleared_cookies())
 
     @get("/me")

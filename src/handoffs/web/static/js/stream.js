@@ -5,6 +5,10 @@
 // the page was rendered at (`last_event_id`), so nothing that happened while the
 // page loaded is lost. When the server refuses the stream outright (the browser
 // then gives up), we check the session and open a new stream after a pause.
+// `access_ended` (signed out, deactivated, role changed, token expired) is the
+// server saying this session may no longer read the stream: reconnecting cannot
+// help, so the page reloads and the server shows what the session may see now
+// (the sign-in form, or the viewer's console).
 
 import { api, toLogin } from "./api.js";
 
@@ -21,6 +25,7 @@ export const EVENT_TYPES = [
   "handoff_assessment_failed",
   "handoff_assessment_delta",
   "resync",
+  "access_ended",
 ];
 
 const URL_PATH = "/api/v1/ai-sessions/escalations/stream";
@@ -64,6 +69,7 @@ export class LiveStream {
       this.retryDelay = 2000;
       this.setState("live");
     }
+    if (type === "access_ended") return this.end();
     for (const handler of this.handlers.get(type) || []) {
       try {
         handler(data);
@@ -90,11 +96,21 @@ export class LiveStream {
 
   async restart() {
     try {
-      await api("GET", "/api/v1/me"); // a 401 here sends the page to the sign-in form
+      const me = await api("GET", "/api/v1/me"); // a 401 here sends the page to the sign-in form
+      // Signed in but refused (403): the role changed. Retrying would never succeed.
+      if (me && me.role === "viewer") return this.end();
     } catch (error) {
       if (error.status === 401) return toLogin();
     }
     this.start();
+  }
+
+  end() {
+    if (this.source) this.source.close();
+    this.source = null;
+    clearTimeout(this.retryTimer);
+    this.setState("ended");
+    location.reload();
   }
 
   setState(state) {
