@@ -11,14 +11,14 @@ WORKERS ?= auto
 PORT ?= 8000
 HOST ?= 127.0.0.1
 
-.PHONY: dev test lint typecheck check bench clean
+.PHONY: dev test lint typecheck check bench clean lock
 
 # One line while pip works (about a minute the first time); its output goes to a log,
 # shown only if the install fails.
 $(STAMP): pyproject.toml
 	@echo "== installing dependencies into $(VENV) (first run, or pyproject.toml changed; about a minute)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@( $(BIN)/python -m pip install --upgrade pip && $(BIN)/python -m pip install -e '.[test]' ) \
+	@( $(BIN)/python -m pip install --upgrade pip && $(BIN)/python -m pip install -e '.[test,embedded]' ) \
 		> $(VENV)/install.log 2>&1 \
 		|| { tail -n 30 $(VENV)/install.log; echo "== the install failed; the whole log: $(VENV)/install.log"; exit 1; }
 	@touch $(STAMP)
@@ -43,3 +43,10 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
+
+# The image's pinned runtime dependencies: resolve [project].dependencies alone in a fresh venv.
+lock:
+	@rm -rf $(VENV)/lock && $(PYTHON) -m venv $(VENV)/lock
+	@$(VENV)/lock/bin/python -m pip install -q .
+	@{ sed -n '1,4p' requirements.lock; $(VENV)/lock/bin/python -m pip freeze --exclude-editable | grep -v '^handoffs'; } > requirements.lock.new
+	@mv requirements.lock.new requirements.lock && rm -rf $(VENV)/lock && echo "requirements.lock updated"

