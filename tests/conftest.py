@@ -22,6 +22,8 @@ from handoffs.domain.accounts.service import DEMO_PASSWORD, DEMO_USERS, seed_dem
 from tests.support.infra import TEST_DATA, TestServices, start_test_services
 
 DEMO_EMAILS = tuple(u.email for u in DEMO_USERS)
+#: Where the tests' fake vendors listen (``OUTBOUND_ALLOWED_HOSTS``).
+TEST_OUTBOUND_ALLOWED_HOSTS = "127.0.0.1,localhost,::1"
 
 
 #: Loggers whose ERROR records mean something broke that the test did not ask for: the relay,
@@ -79,6 +81,9 @@ def settings(test_services: TestServices, tmp_path_factory: pytest.TempPathFacto
         data_dir=tmp_path_factory.mktemp("data"),
         db_pool_size=5,
         db_max_overflow=15,
+        # The fake PSA and chat servers listen on this machine, over plain http (tests/support):
+        # the production default allows neither. tests/api/test_outbound_urls.py runs without it.
+        outbound_allowed_hosts=TEST_OUTBOUND_ALLOWED_HOSTS,
     )
     migrate(settings)
     return settings

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, get_args, get_type_hints
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from handoffs.integrations.outbound import OutboundPolicy
 from handoffs.pricing import ModelPrice, parse_prices
 
 
@@ -150,12 +151,26 @@ class Settings:
     smtp_url: str | None = env("SMTP_URL", None)
     smtp_from: str = env("SMTP_FROM", "handoffs@localhost")
 
+    # -- calls to addresses an account's admin configures (PSA, chat webhooks) ----------------
+    outbound_allowed_hosts: str = env("OUTBOUND_ALLOWED_HOSTS", "")
+    """Host names, addresses and networks (``127.0.0.1, cw.internal.example, 10.20.0.0/16``) that PSA
+    and chat calls may reach although private, and over plain http. Empty (the default): public
+    https hosts only. Installation-wide; docs/security.md."""
+
     def __post_init__(self) -> None:
         # Resolved once, here: embedded servers change folder before they open
         # their files, so a relative folder would point somewhere else for them.
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().absolute())
         object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
         self.price_table()  # a malformed AI_PRICES stops the start, not the first assessment
+        self.outbound_policy()  # and a malformed OUTBOUND_ALLOWED_HOSTS too
+
+    def outbound_policy(self) -> OutboundPolicy:
+        """What PSA and chat calls may reach (handoffs.integrations.outbound)."""
+        try:
+            return OutboundPolicy.parse(self.outbound_allowed_hosts)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
 
     def price_table(self) -> dict[str, ModelPrice]:
         """USD per million tokens by model prefix: the built-in list prices with ``AI_PRICES`` over them."""

@@ -20,12 +20,26 @@ class Call:
     body: Any
 
 
+@dataclass(frozen=True)
+class Reply:
+    """A scripted answer with its own body and headers (a redirect, an internal server's 403 page)."""
+
+    status: int
+    body: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class FakePsa:
     calls: list[Call] = field(default_factory=list)
-    fail_with: list[int] = field(default_factory=list)
-    """Statuses to answer the next calls with, before answering normally (0: this call answers normally)."""
+    fail_with: list[int | Reply] = field(default_factory=list)
+    """Statuses (or replies) to answer the next calls with, before answering normally (0: this call
+    answers normally)."""
     url: str = ""
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
     def paths(self) -> list[str]:
         return [f"{c.method} {c.path}" for c in self.calls]
@@ -49,6 +63,9 @@ def _handler(fake: FakePsa) -> type[BaseHTTPRequestHandler]:
                 Call(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
             )
             status = fake.fail_with.pop(0) if fake.fail_with else 0
+            if isinstance(status, Reply):
+                self._send(status.status, status.body.encode(), "text/plain", status.headers)
+                return
             if status:
                 self._reply(status, {"message": "scripted failure"})
                 return
@@ -58,10 +75,14 @@ def _handler(fake: FakePsa) -> type[BaseHTTPRequestHandler]:
                 self._reply(201 if self.command == "POST" else 200, {"id": len(fake.calls)})
 
         def _reply(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
+            self._send(status, json.dumps(payload).encode(), "application/json", {})
+
+        def _send(self, status: int, data: bytes, ctype: str, headers: dict[str, str]) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 

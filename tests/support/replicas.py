@@ -39,6 +39,7 @@ def replica_env(settings: Settings, **extra: str) -> dict[str, str]:
         REDIS_URL=settings.redis_url or "",
         SECRET_KEY=settings.secret_key,
         HANDOFFS_DATA_DIR=str(settings.data_dir),
+        OUTBOUND_ALLOWED_HOSTS=settings.outbound_allowed_hosts,
         # Enough for the 50-way claim race over two replicas, small enough that
         # parallel workers stay within a stock PostgreSQL's 100 connections.
         DB_POOL_SIZE="5",

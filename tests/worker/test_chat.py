@@ -449,9 +449,10 @@ async def test_a_404_gives_up_at_once_and_the_timeline_says_why_while_the_handof
     row_id = await _enqueue(sessionmaker, redis, handoff)
     await run_jobs(fast_settings(settings))
     assert len(chat.posts) == 1
-    reason = "127.0.0.1 does not know this webhook (deleted, or the URL is wrong) (404): no_service"
+    reason = "127.0.0.1 does not know this webhook (deleted, or the URL is wrong) (404)"
     (delivery,) = await _deliveries(db, handoff["id"])
-    assert (delivery.status, delivery.last_error) == (DeliveryStatus.failed, reason)
+    # What the service said stays with the delivery row (and the log); engineers read our words.
+    assert (delivery.status, delivery.last_error) == (DeliveryStatus.failed, f"{reason}: no_service")
     row = await _outbox_row(db, row_id)
     assert (row.status, row.attempts, row.last_error) == (OutboxStatus.failed, 1, reason)
     (failed,) = [e for e in await _timeline(api, session, handoff) if e["kind"].startswith("chat_")]
@@ -473,11 +474,9 @@ async def test_an_unreachable_webhook_is_retried_then_fails_with_a_readable_reas
     await run_jobs(fast_settings(settings, job_max_attempts=3))
     (delivery,) = await _deliveries(db, handoff["id"])
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.failed, 3)
-    assert delivery.last_error == (
-        "gave up after 3 attempts: could not connect to 127.0.0.1 (connection refused or no route)"
-    )
+    assert delivery.last_error == "could not connect to 127.0.0.1 (connection refused or no route)"
     (failed,) = [e for e in await _timeline(api, session, handoff) if e["kind"] == "chat_failed"]
-    assert failed["detail"]["reason"] == delivery.last_error
+    assert failed["detail"]["reason"] == f"gave up after 3 attempts: {delivery.last_error}"
 
 
 async def test_the_webhook_url_never_shows_in_logs_timeline_rows_or_answers(
@@ -547,3 +546,42 @@ def test_the_payload_helper_names_what_the_job_reads() -> None:
         "level": 3,
         "notify": "owners",
     }
+
+
+# -- addresses (issue #14) -------------------------------------------------------------------------
+
+
+async def test_a_webhook_name_that_resolves_to_loopback_is_refused_and_nothing_is_posted(
+    api: Api, settings: Settings, chat: FakeChat, sessionmaker: async_sessionmaker[AsyncSession], redis: Redis,
+    db: AsyncSession,
+) -> None:  # fmt: skip
+    port = chat.base_url.rsplit(":", 1)[1]
+    await _configure(api, "slack", f"https://localhost:{port}/services/T/B/{SECRET_TOKEN}")
+    session, handoff = await _escalate(api)
+    await _enqueue(sessionmaker, redis, handoff)
+    await run_jobs(fast_settings(settings, outbound_allowed_hosts=""))  # the production policy
+    assert chat.posts == []
+    reason = "the webhook address is not allowed (a loopback address)"
+    (delivery,) = await _deliveries(db, handoff["id"])
+    assert (delivery.status, delivery.attempts, delivery.last_error) == (DeliveryStatus.failed, 1, reason)
+    (failed,) = [e for e in await _timeline(api, session, handoff) if e["kind"] == "chat_failed"]
+    assert failed["detail"]["reason"] == reason
+
+
+async def test_a_redirect_from_the_webhook_is_not_followed_and_its_page_stays_off_the_timeline(
+    api: Api, settings: Settings, chat: FakeChat, sessionmaker: async_sessionmaker[AsyncSession], redis: Redis,
+    db: AsyncSession,
+) -> None:  # fmt: skip
+    await _configure(api, "teams", chat.url)
+    session, handoff = await _escalate(api)
+    chat.script = [Answer(307, headers={"Location": f"{chat.base_url}/internal"}, body="db_password=hunter2")]
+    await _enqueue(sessionmaker, redis, handoff)
+    await run_jobs(fast_settings(settings))
+    assert [p.path for p in chat.posts] == [chat.url.removeprefix(chat.base_url)]
+    reason = "127.0.0.1 answered with a redirect (307), which is not followed"
+    (delivery,) = await _deliveries(db, handoff["id"])
+    assert delivery.last_error == f"{reason}: db_password=hunter2"
+    timeline = await _timeline(api, session, handoff)
+    (failed,) = [e for e in timeline if e["kind"] == "chat_failed"]
+    assert failed["detail"]["reason"] == reason
+    assert "hunter2" not in str(timeline)

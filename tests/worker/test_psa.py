@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.config import Settings
-from handoffs.db.models import SessionHandoff
+from handoffs.db.models import PsaConnection, SessionHandoff
+from handoffs.enums import PsaVendor
+from handoffs.integrations.psa import PsaError, adapter_for
 from tests.conftest import Api, settle
-from tests.support.fake_psa import FakePsa, fake_psa_server
+from tests.support.fake_psa import FakePsa, Reply, fake_psa_server
 from tests.support.workers import fast_settings, run_jobs
 
 pytestmark = pytest.mark.usefixtures("clean_redis")
@@ -151,8 +155,10 @@ async def test_rejected_credentials_fail_at_once_with_the_reason(
     await run_jobs(fast_settings(settings))
     assert len(psa.calls) == 1
     row = await _handoff(db, handoff["id"])
-    assert row.psa_sync_status == "failed"
-    assert "answered 401" in (row.psa_sync_error or "")
+    assert (row.psa_sync_status, row.psa_sync_error) == (
+        "failed",
+        "ConnectWise refused the credentials (401)",
+    )
 
 
 async def test_without_a_psa_the_handoff_says_not_applicable(
@@ -188,3 +194,163 @@ async def test_a_psa_vendor_needs_a_base_url(api: Api) -> None:
     response = await api.call("ada", "PUT", "/api/v1/psa-connection", json={"vendor": "halo"})
     assert response.status_code == 400
     assert "base_url" in response.json()["detail"]
+
+
+# -- addresses and what engineers see of a failure (issue #14) ----------------------------------
+
+#: What the worker runs with in production: no host is allowed beyond public https ones.
+PRODUCTION = {"outbound_allowed_hosts": ""}
+
+
+async def _engineer_answers(api: Api, handoff: dict[str, Any]) -> str:
+    """Everything an engineer of the account can read about the handoff, as one text."""
+    session = {"id": handoff["session_id"]}
+    answers = [
+        await api.read("jane", session, handoff),
+        await api.read("sam", session, handoff, "timeline"),
+        await api.call("sam", "GET", f"/api/v1/ai-sessions/{handoff['session_id']}/handoffs"),
+        await api.call("sam", "GET", "/api/v1/handoffs", params={"state": "open"}),
+    ]
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    return " ".join(a.text for a in answers)
+
+
+async def test_the_internal_servers_403_body_reaches_the_admins_and_the_log_but_no_engineer(
+    api: Api, settings: Settings, psa: FakePsa, db: AsyncSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The finding: an address answering 403 with its secrets, and echoing what we sent."""
+    caplog.set_level(logging.DEBUG)
+    await _configure(api, "halo", psa.url)
+    psa.fail_with = [Reply(403, "Forbidden. db_password=hunter2 (you sent client_secret=halo-secret)")]
+    handoff = await _escalate(api)
+    await run_jobs(fast_settings(settings))
+    assert psa.paths() == ["POST /auth/token"]  # refused at once: not retried
+    row = await _handoff(db, handoff["id"])
+    assert (row.psa_sync_status, row.psa_sync_error) == ("failed", "Halo refused the credentials (403)")
+
+    seen = await _engineer_answers(api, handoff)
+    assert "Halo refused the credentials (403)" in seen
+    assert "hunter2" not in seen
+
+    shown = (await api.call("ada", "GET", "/api/v1/psa-connection")).json()
+    assert shown["last_error"]["reason"] == "Halo refused the credentials (403)"
+    assert shown["last_error"]["detail"] == (
+        "Halo: POST /auth/token answered 403: Forbidden. db_password=hunter2 (you sent client_secret=[redacted])"
+    )
+    assert (shown["last_error"]["handoff_id"], shown["last_error"]["step"]) == (
+        handoff["id"],
+        "escalation_note",
+    )
+    assert "_last_error" not in shown["settings"]
+    assert "db_password=hunter2" in caplog.text
+    assert "halo-secret" not in caplog.text
+    assert "halo-secret" not in str(shown)
+    # The admins' next PUT keeps what they came to read.
+    kept = await api.call(
+        "ada", "PUT", "/api/v1/psa-connection", json={"vendor": "halo", "base_url": psa.url}
+    )
+    assert kept.json()["last_error"] == shown["last_error"]
+
+
+async def test_a_server_error_shows_engineers_the_status_and_admins_the_answer(
+    api: Api, settings: Settings, psa: FakePsa, db: AsyncSession
+) -> None:
+    await _configure(api, "connectwise", psa.url)
+    psa.fail_with = [Reply(500, "stack trace: at Internal.Db(password=hunter2)")] * 5
+    handoff = await _escalate(api)
+    await run_jobs(fast_settings(settings))
+    row = await _handoff(db, handoff["id"])
+    assert row.psa_sync_status == "failed"
+    assert row.psa_sync_error == "gave up after 5 attempts: ConnectWise answered 500"
+    assert "hunter2" not in await _engineer_answers(api, handoff)
+    detail = (await api.call("olivia", "GET", "/api/v1/psa-connection")).json()["last_error"]["detail"]
+    assert detail.endswith("answered 500: stack trace: at Internal.Db(password=hunter2)")
+
+
+async def test_a_redirect_is_not_followed(
+    api: Api, settings: Settings, psa: FakePsa, db: AsyncSession
+) -> None:
+    await _configure(api, "connectwise", psa.url)
+    psa.fail_with = [Reply(302, headers={"Location": f"{psa.url}/internal-admin"})]
+    handoff = await _escalate(api)
+    await run_jobs(fast_settings(settings))
+    assert len(psa.calls) == 1  # the Location was not asked for
+    row = await _handoff(db, handoff["id"])
+    assert (row.psa_sync_status, row.psa_sync_error) == (
+        "failed", "ConnectWise answered with a redirect (302), which is not followed",
+    )  # fmt: skip
+    detail = (await api.call("ada", "GET", "/api/v1/psa-connection")).json()["last_error"]["detail"]
+    assert f"Location: {psa.url}/internal-admin" in detail
+
+
+@pytest.mark.parametrize("where", ["localhost", "127.0.0.1"])
+async def test_an_address_inside_our_network_is_refused_when_connecting_and_nothing_reaches_it(
+    api: Api, settings: Settings, psa: FakePsa, db: AsyncSession, where: str
+) -> None:
+    """Saved while the installation allowed it (or before this check existed), pushed by a worker
+    with the production policy: ``localhost`` is only found to be loopback by resolving it."""
+    base_url = f"https://localhost:{psa.port}" if where == "localhost" else psa.url
+    await _configure(api, "halo", base_url)
+    handoff = await _escalate(api)
+    await run_jobs(fast_settings(settings, **PRODUCTION))
+    assert psa.calls == []
+    row = await _handoff(db, handoff["id"])
+    assert (row.psa_sync_status, row.psa_sync_error) == (
+        "failed", "the PSA address is not allowed (a loopback address)",
+    )  # fmt: skip
+    detail = (await api.call("ada", "GET", "/api/v1/psa-connection")).json()["last_error"]["detail"]
+    assert (
+        detail
+        == f"Halo: POST /auth/token: {where}: a loopback address is not allowed (OUTBOUND_ALLOWED_HOSTS)"
+    )
+
+
+async def test_a_host_that_does_not_resolve_is_retried_and_says_so(
+    api: Api, settings: Settings, db: AsyncSession
+) -> None:
+    await _configure(api, "autotask", "https://psa.invalid")
+    handoff = await _escalate(api)
+    await run_jobs(fast_settings(settings, job_max_attempts=2))
+    row = await _handoff(db, handoff["id"])
+    assert (
+        row.psa_sync_error == "gave up after 2 attempts: could not reach Autotask (the name does not resolve)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason", "transient"),
+    [
+        (httpx.ReadTimeout("timed out reading https://acme.halopsa.com/api/Actions"), "could not reach Halo (timeout)", True),
+        (httpx.ConnectError("[Errno 111] Connection refused"), "could not reach Halo (connection refused)", True),
+        (httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] self-signed certificate"), "could not reach Halo (TLS failed)", True),
+        (httpx.RemoteProtocolError("peer closed"), "could not reach Halo (RemoteProtocolError)", True),
+    ],
+)  # fmt: skip
+async def test_a_network_failure_reads_as_could_not_reach_the_vendor(
+    failure: Exception, reason: str, transient: bool
+) -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise failure
+
+    connection = PsaConnection(vendor=PsaVendor.halo, base_url="https://acme.halopsa.com", settings={}, enabled=True,
+                               credentials={"client_id": "c", "client_secret": "s"})  # fmt: skip
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fail)) as http:
+        adapter = adapter_for(connection, http)
+        assert adapter is not None
+        with pytest.raises(PsaError) as raised:
+            await adapter.add_note("1", "note")
+    assert (raised.value.reason, raised.value.transient, raised.value.__cause__) == (reason, transient, None)
+
+
+async def test_a_token_endpoint_answering_a_page_instead_of_a_token_fails_in_words(
+    api: Api, settings: Settings, psa: FakePsa, db: AsyncSession
+) -> None:
+    await _configure(api, "halo", psa.url)
+    psa.fail_with = [Reply(200, "<html>Internal admin. db_password=hunter2</html>")]
+    handoff = await _escalate(api)
+    await run_jobs(fast_settings(settings))
+    row = await _handoff(db, handoff["id"])
+    assert row.psa_sync_error == "Halo's token endpoint answered without an access token"
+    assert "hunter2" not in await _engineer_answers(api, handoff)
+    detail = (await api.call("ada", "GET", "/api/v1/psa-connection")).json()["last_error"]["detail"]
+    assert "db_password=hunter2" in detail

@@ -11,7 +11,9 @@ post and the row being marked sent: the claim goes stale after
 ``STALE_SENDING`` and the message is posted again then.
 
 A chat failure never touches the handoff: it shows as the delivery's
-``last_error`` and, once the job gives up, a ``chat_failed`` timeline entry.
+``last_error`` (with what the service answered) and, once the job gives up, a
+``chat_failed`` timeline entry (our words only: the host, the status, what it
+means; engineers read it).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from handoffs.db.models import (
@@ -155,7 +157,11 @@ async def _post(jc: JobContext, row: OutboxJob, attempt: int, _loaded: object) -
     try:
         await post_message(jc.http, url, payload_for(channel, message), timeout_seconds=POST_TIMEOUT_SECONDS)
     except ChatError as exc:
-        await _mark(jc, row.account_id, handoff_id, level, channel, DeliveryStatus.failed, error=exc.reason)
+        # What the service said stays in the log and the delivery row; the reason (our words)
+        # goes on, to the outbox row and, once the job gives up, the timeline engineers read.
+        if exc.detail != exc.reason:  # the runner logs the reason itself
+            log.warning("chat message for handoff %s level %d: %s", handoff_id, level, exc.detail)
+        await _mark(jc, row.account_id, handoff_id, level, channel, DeliveryStatus.failed, error=exc.detail)
         if exc.transient:
             raise TransientError(exc.reason, defer=exc.retry_after) from None
         raise PermanentError(exc.reason) from None
@@ -232,7 +238,12 @@ async def _give_up(jc: JobContext, row: OutboxJob, reason: str) -> None:
         await db.execute(
             update(ChatDelivery)
             .where(ChatDelivery.handoff_id == handoff_id, ChatDelivery.level == level)
-            .values(status=DeliveryStatus.failed, last_error=reason[:1000], updated_at=now)
+            # An attempt's own error (with the service's words) is kept over the give-up reason.
+            .values(
+                status=DeliveryStatus.failed,
+                last_error=func.coalesce(ChatDelivery.last_error, reason[:1000]),
+                updated_at=now,
+            )
         )
         channel = deliveries[0][0] if deliveries else None
         await record(

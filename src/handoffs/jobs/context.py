@@ -38,7 +38,7 @@ class JobContext:
     relay: OutboxRelay
     assessor: Assessor
     http: httpx.AsyncClient
-    """For PSA vendors; tests swap its transport."""
+    """For PSA vendors and chat webhooks, checked by the outbound policy; tests may swap it."""
     _coalescers: dict[Any, Coalescer[Any, Any]] = field(default_factory=dict, repr=False)
 
     @cached_property

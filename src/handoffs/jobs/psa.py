@@ -7,25 +7,36 @@ resolved status). Each vendor call done is recorded in ``psa_sync_steps``
 failed status change skips the note it already posted: once per step, however
 often the job runs. The window left is a crash between the vendor accepting a
 call and the step being recorded (at-least-once there, as with email).
+
+A failure shows twice: its reason in our words on the handoff (``psa_sync_error``,
+read by every engineer), and what the vendor answered in the log and on the
+account's PSA connection (``last_error``, read by admins and owners only). The
+worker's HTTP client refuses addresses the outbound policy does not allow
+(handoffs.integrations.outbound), so a vendor URL pointing inside our network
+fails with "the PSA address is not allowed (…)" before anything is sent.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import literal, select, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 
 from handoffs import metrics
 from handoffs.db.models import PsaConnection, PsaSyncStep, SessionHandoff, User
 from handoffs.domain.handoffs.timeline import record
+from handoffs.domain.psa_connection.schemas import LAST_ERROR_KEY
 from handoffs.enums import PsaSyncStatus, TimelineKind
 from handoffs.integrations.ai import AssessmentInput, documentation_markdown
 from handoffs.integrations.psa import PsaError, adapter_for
 from handoffs.jobs.context import JobContext
 from handoffs.jobs.runner import OutboxJob, PermanentError, TransientError, run_outbox_job
+
+log = logging.getLogger(__name__)
 
 Phase = Literal["escalation", "resolution"]
 
@@ -94,10 +105,13 @@ async def _push(jc: JobContext, row: OutboxJob, attempt: int, _loaded: object) -
             await call()
         except PsaError as exc:
             metrics.PSA_PUSHES.labels(adapter.vendor, "error").inc()
-            await _set(jc, handoff_id, PsaSyncStatus.pending, str(exc))
+            if exc.detail != exc.reason:  # the runner logs the reason itself
+                log.warning("PSA %s of handoff %s, step %s: %s", phase, handoff_id, name, exc.detail)
+            await _set(jc, handoff_id, PsaSyncStatus.pending, exc.reason,
+                       last_error=(row.account_id, _last_error(exc, handoff_id, name)))  # fmt: skip
             if exc.transient:
-                raise TransientError(str(exc)) from exc
-            raise PermanentError(str(exc)) from exc
+                raise TransientError(exc.reason) from exc
+            raise PermanentError(exc.reason) from exc
         await _step_done(jc, row.account_id, handoff_id, name)
     await _set(
         jc, handoff_id, PsaSyncStatus.synced, None,
@@ -126,8 +140,10 @@ async def _set(
     error: str | None,
     *,
     timeline: tuple[UUID, TimelineKind, dict[str, Any]] | None = None,
+    last_error: tuple[UUID, dict[str, Any]] | None = None,
 ) -> None:
-    """Record the handoff's PSA status; with ``timeline``, its timeline entry in the same transaction."""
+    """Record the handoff's PSA status; with ``timeline``, its timeline entry, and with ``last_error``,
+    the account connection's last failure, in the same transaction."""
     now = datetime.now(UTC)
     values: dict[str, Any] = {"psa_sync_status": status, "psa_sync_error": error, "updated_at": now}
     if status == PsaSyncStatus.synced:
@@ -138,7 +154,25 @@ async def _set(
             account_id, kind, detail = timeline
             await record(db, account_id=account_id, handoff_id=handoff_id, kind=kind, actor_id=None,
                          detail=detail, at=now)  # fmt: skip
+        if last_error is not None:
+            account_id, failure = last_error
+            # Merged into the stored settings (jsonb ||), so an admin's PUT racing it keeps its own.
+            await db.execute(
+                update(PsaConnection)
+                .where(PsaConnection.account_id == account_id)
+                .values(settings=PsaConnection.settings.op("||")(literal({LAST_ERROR_KEY: failure}, JSONB)))
+            )
         await db.commit()
+
+
+def _last_error(exc: PsaError, handoff_id: UUID, step: str) -> dict[str, Any]:
+    return {
+        "at": datetime.now(UTC).isoformat(),
+        "handoff_id": str(handoff_id),
+        "step": step,
+        "reason": exc.reason,
+        "detail": exc.detail[:2000],
+    }
 
 
 async def _give_up(jc: JobContext, row: OutboxJob, reason: str) -> None:

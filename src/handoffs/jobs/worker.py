@@ -71,7 +71,9 @@ def worker_options(settings: Settings, *, extra_ctx: dict[str, Any] | None = Non
             bus=runtime.bus,
             relay=runtime.relay,
             assessor=overrides.get("assessor") or make_assessor(settings),
-            http=overrides.get("http") or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)),
+            # PSA and chat addresses come from accounts' admins: every connection is checked.
+            http=overrides.get("http")
+            or settings.outbound_policy().client(timeout=httpx.Timeout(30.0, connect=10.0)),
         )
         sweeper = ctx["ladder"] = LadderSweeper(ctx[CTX_KEY], settings.ladder_sweep_seconds)
         sweeper.start()

@@ -36,11 +36,12 @@ class ChatIntegrationController(Controller):
         self,
         data: JSONBody[ChatIntegrationIn],
         user: CurrentUser,
+        settings: NamedDependency[Settings],
         integrations: NamedDependency[ChatIntegrationService],
     ) -> ChatIntegrationOut:
         """Set where escalations are posted (Slack, Teams or none), the minimum priority and the
-        (write-only) webhook URL."""
-        return ChatIntegrationOut.of(await integrations.put(user, data))
+        (write-only) webhook URL: https, naming a public host (OUTBOUND_ALLOWED_HOSTS lists exceptions)."""
+        return ChatIntegrationOut.of(await integrations.put(user, data, settings.outbound_policy()))
 
     @post("/test", status_code=200)
     async def test_chat(

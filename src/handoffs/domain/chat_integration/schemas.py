@@ -15,7 +15,8 @@ class ChatIntegrationIn(msgspec.Struct, forbid_unknown_fields=True):
     kind: ChatKind
     webhook_url: Annotated[str, msgspec.Meta(max_length=MAX_URL_LENGTH)] | None = None
     """Omit to keep the stored one. Slack: ``https://hooks.slack.com/services/…``; Teams: the channel's
-    Workflows (Power Automate) or incoming webhook URL. Plain http only for 127.0.0.1/localhost."""
+    Workflows (Power Automate) or incoming webhook URL. https, naming a public host (the installation's
+    ``OUTBOUND_ALLOWED_HOSTS`` may allow others, over plain http too)."""
     min_priority: Priority | None = None
     """The lowest priority whose escalation is posted (ladder steps always are). Omit to keep it."""
 

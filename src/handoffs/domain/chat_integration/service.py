@@ -22,6 +22,7 @@ from handoffs.integrations.chat import (
     post_message,
     validate_webhook_url,
 )
+from handoffs.integrations.outbound import OutboundPolicy
 
 #: The test message is sent while the admin waits.
 TEST_TIMEOUT_SECONDS = 5.0
@@ -37,13 +38,14 @@ class ChatIntegrationService:
         )
         return integration
 
-    async def put(self, user: User, data: ChatIntegrationIn) -> ChatIntegration:
-        """Set kind, minimum priority and, when given, the URL (validated, never echoed back)."""
+    async def put(self, user: User, data: ChatIntegrationIn, policy: OutboundPolicy) -> ChatIntegration:
+        """Set kind, minimum priority and, when given, the URL (validated against the outbound
+        ``policy``, never echoed back)."""
         current = await self.get(user)
         url: str | None = None
         if data.webhook_url is not None and data.webhook_url.strip():
             try:
-                url = validate_webhook_url(data.webhook_url)
+                url = validate_webhook_url(data.webhook_url, policy)
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
         elif data.webhook_url is not None:
@@ -71,7 +73,8 @@ class ChatIntegrationService:
     async def send_test(
         self, user: User, settings: Settings, http: httpx.AsyncClient | None = None
     ) -> ChatTestOut:
-        """Post a test message to the stored webhook now and say how it went."""
+        """Post a test message to the stored webhook now and say how it went: in full, with what the
+        service answered (only admins and owners ask)."""
         integration = await self.get(user)
         if integration is None or integration.kind == ChatKind.none or not integration.webhook_url:
             raise Conflict(
@@ -89,7 +92,7 @@ class ChatIntegrationService:
         payload = payload_for(integration.kind, message)
         try:
             if http is None:
-                async with httpx.AsyncClient() as client:
+                async with settings.outbound_policy().client(timeout=TEST_TIMEOUT_SECONDS) as client:
                     posted = await post_message(
                         client, integration.webhook_url, payload, timeout_seconds=TEST_TIMEOUT_SECONDS
                     )
@@ -98,5 +101,5 @@ class ChatIntegrationService:
                     http, integration.webhook_url, payload, timeout_seconds=TEST_TIMEOUT_SECONDS
                 )
         except ChatError as exc:
-            return ChatTestOut(ok=False, status_code=exc.status_code, error=exc.reason)
+            return ChatTestOut(ok=False, status_code=exc.status_code, error=exc.detail)
         return ChatTestOut(ok=True, status_code=posted.status_code)

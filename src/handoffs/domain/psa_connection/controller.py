@@ -6,6 +6,7 @@ from litestar import Controller, get, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
+from handoffs.config import Settings
 from handoffs.deps import CurrentUser, DbSession
 from handoffs.domain.psa_connection.schemas import PsaConnectionIn, PsaConnectionOut
 from handoffs.domain.psa_connection.service import PsaConnectionService
@@ -27,7 +28,8 @@ class PsaConnectionController(Controller):
     async def get_connection(
         self, user: CurrentUser, connections: NamedDependency[PsaConnectionService]
     ) -> PsaConnectionOut:
-        """The account's PSA connection (credential values are never returned)."""
+        """The account's PSA connection (credential values are never returned) and its last failed
+        vendor call, with what the vendor answered."""
         return PsaConnectionOut.of(await connections.get(user))
 
     @put("/")
@@ -35,7 +37,9 @@ class PsaConnectionController(Controller):
         self,
         data: JSONBody[PsaConnectionIn],
         user: CurrentUser,
+        settings: NamedDependency[Settings],
         connections: NamedDependency[PsaConnectionService],
     ) -> PsaConnectionOut:
-        """Set the account's PSA vendor, URL, options and (write-only) credentials."""
-        return PsaConnectionOut.of(await connections.put(user, data))
+        """Set the account's PSA vendor, URL, options and (write-only) credentials. The URLs must be
+        https and name a public host (OUTBOUND_ALLOWED_HOSTS lists exceptions); 400 otherwise."""
+        return PsaConnectionOut.of(await connections.put(user, data, settings.outbound_policy()))

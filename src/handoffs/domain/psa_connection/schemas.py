@@ -9,6 +9,11 @@ import msgspec
 from handoffs.db.models import PsaConnection
 from handoffs.enums import PsaVendor
 
+#: Setting names the service keeps for itself start with this; an admin's may not.
+RESERVED_PREFIX = "_"
+#: The last failed vendor call, as the worker (handoffs.jobs.psa) keeps it in ``settings``.
+LAST_ERROR_KEY = "_last_error"
+
 CREDENTIAL_NAMES: dict[PsaVendor, tuple[str, ...]] = {
     PsaVendor.none: (),
     PsaVendor.connectwise: ("company_id", "public_key", "private_key", "client_id"),
@@ -29,6 +34,19 @@ class PsaConnectionIn(msgspec.Struct, forbid_unknown_fields=True):
     enabled: bool = True
 
 
+class PsaFailure(msgspec.Struct):
+    """The last PSA call that failed, as the worker recorded it (admins and owners only)."""
+
+    at: str
+    handoff_id: str
+    step: str
+    """``escalation_note``, ``escalation_status``, ``resolution_note`` or ``resolution_status``."""
+    reason: str
+    """What the handoff shows every engineer: ``Halo refused the credentials (403)``."""
+    detail: str
+    """With what the vendor answered (at most 500 characters of it, credentials cut out)."""
+
+
 class PsaConnectionOut(msgspec.Struct):
     vendor: PsaVendor
     base_url: str
@@ -37,11 +55,21 @@ class PsaConnectionOut(msgspec.Struct):
     credentials_set: list[str]
     """Which credentials are stored (their names only: values are never returned)."""
     credentials_missing: list[str]
+    last_error: PsaFailure | None = None
+    """The last failed vendor call (kept until another one fails)."""
 
     @classmethod
     def of(cls, c: PsaConnection | None) -> PsaConnectionOut:
         if c is None:
             return cls(PsaVendor.none, "", {}, False, [], [])
+        settings = {k: v for k, v in (c.settings or {}).items() if not k.startswith(RESERVED_PREFIX)}
         stored = sorted(k for k, v in (c.credentials or {}).items() if v)
-        missing = [n for n in CREDENTIAL_NAMES[c.vendor] if n not in stored and n not in (c.settings or {})]
-        return cls(c.vendor, c.base_url, dict(c.settings or {}), c.enabled, stored, missing)
+        missing = [n for n in CREDENTIAL_NAMES[c.vendor] if n not in stored and n not in settings]
+        return cls(c.vendor, c.base_url, settings, c.enabled, stored, missing, _failure(c.settings))
+
+
+def _failure(settings: dict[str, Any] | None) -> PsaFailure | None:
+    try:
+        return msgspec.convert((settings or {}).get(LAST_ERROR_KEY), PsaFailure | None)
+    except msgspec.ValidationError:  # a shape an older worker wrote: not worth a 500
+        return None

@@ -13,7 +13,6 @@ Teams ``/webhookb2/…``, Power Automate ``…&sig=…``). So:
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,17 +23,19 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from handoffs.integrations.outbound import HostNotFound, OutboundPolicy, OutboundRefused
 from handoffs.integrations.retry_after import parse_retry_after
 
 #: ``chat_integrations.webhook_url`` is String(2000).
 MAX_URL_LENGTH = 2000
-#: Plain http is for a receiver on this machine (tests, development) only.
-LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class ChatError(Exception):
-    """A post did not go through. ``reason`` is for people (it never holds the URL);
-    ``transient`` says whether trying again may help, ``retry_after`` when the service said."""
+    """A post did not go through. ``reason`` is for people, in our words (the host, a status, what
+    it means): it goes on the timeline, which every engineer reads. ``detail`` adds what the
+    service answered, for the log, the delivery row and the admin's test message. Neither ever
+    holds the URL. ``transient`` says whether trying again may help, ``retry_after`` when the
+    service said."""
 
     def __init__(
         self,
@@ -43,49 +44,24 @@ class ChatError(Exception):
         transient: bool,
         status_code: int | None = None,
         retry_after: float | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.detail = detail or reason
         self.transient = transient
         self.status_code = status_code
         self.retry_after = retry_after
 
 
-def validate_webhook_url(url: str) -> str:
-    """``url`` stripped, or ``ValueError`` saying what is wrong with it (without repeating it)."""
-    url = url.strip()
-    if not url:
-        raise ValueError("webhook_url is empty")
-    if len(url) > MAX_URL_LENGTH:
-        raise ValueError(f"webhook_url is longer than {MAX_URL_LENGTH:,} characters")
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
-        raise ValueError("webhook_url must not contain spaces or control characters")
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
-    except ValueError:
-        raise ValueError("webhook_url is not a valid URL") from None
-    if parts.scheme not in {"https", "http"} or not host:
-        raise ValueError(
-            "webhook_url must be a web address such as https://hooks.slack.com/services/… "
-            "or https://….webhook.office.com/…"
-        )
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise ValueError("webhook_url must not contain a user name or password")
-    if parts.scheme == "http" and host not in LOCAL_HOSTS:
-        raise ValueError("webhook_url must use https (plain http only for 127.0.0.1 or localhost)")
-    if parts.scheme == "https" and _is_internal_ip(host):
-        raise ValueError("webhook_url must name a public host, not an internal address")
-    return url
+#: What a webhook URL looks like, for the 400 that refuses one.
+EXAMPLES = "https://hooks.slack.com/services/… or https://….webhook.office.com/…"
 
 
-def _is_internal_ip(host: str) -> bool:
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False  # a name: what it resolves to is the network's business
-    return address.is_private or address.is_loopback or address.is_link_local or address.is_reserved
+def validate_webhook_url(url: str, policy: OutboundPolicy) -> str:
+    """``url`` stripped, or ``ValueError`` saying what is wrong with it (without repeating it):
+    the outbound policy's rules (https, a public host; handoffs.integrations.outbound)."""
+    return policy.check_url(url, "webhook_url", example=EXAMPLES, max_length=MAX_URL_LENGTH)
 
 
 def webhook_host(url: str) -> str | None:
@@ -163,12 +139,19 @@ async def post_message(
     """POST ``payload`` as JSON to the webhook; ``ChatError`` in words a person understands otherwise.
 
     429 and 5xx, timeouts and connection errors are transient; any other 4xx is not
-    (the webhook is gone, the channel archived, the message refused).
+    (the webhook is gone, the channel archived, the message refused), nor is a 3xx
+    (redirects are not followed) or an address ``http``'s outbound policy refuses.
     """
     host = webhook_host(url) or "the chat service"
     with hide_in_http_logs(url):
         try:
             response = await http.post(url, json=payload, timeout=timeout_seconds, follow_redirects=False)
+        except OutboundRefused as exc:
+            raise ChatError(f"the webhook address is not allowed ({exc.why})", transient=False) from None
+        except HostNotFound:
+            raise ChatError(
+                f"could not connect to {host} (the name does not resolve)", transient=True
+            ) from None
         except httpx.TimeoutException:
             raise ChatError(f"{host} did not answer within {timeout_seconds:g} s", transient=True) from None
         except httpx.ConnectError:
@@ -203,6 +186,9 @@ def _teams_throttle(body: str) -> int | None:
 def _refusal(host: str, status: int, body: str, retry_after: str | None) -> ChatError:
     """The error a non-2xx answer means (returned, for the caller to raise)."""
     said = f": {body}" if body and not body.lstrip().startswith("<") else ""
+    if status < 400:
+        reason = f"{host} answered with a redirect ({status}), which is not followed"
+        return ChatError(reason, transient=False, status_code=status, detail=reason + said)
     if status == 429:
         wait = parse_retry_after(retry_after)
         after = f"; asked to wait {wait:g} s" if wait is not None else ""
@@ -210,7 +196,8 @@ def _refusal(host: str, status: int, body: str, retry_after: str | None) -> Chat
             f"{host} is rate limiting us (429){after}", transient=True, status_code=status, retry_after=wait
         )
     if status >= 500:
-        return ChatError(f"{host} had a problem ({status}){said}", transient=True, status_code=status)
+        reason = f"{host} had a problem ({status})"
+        return ChatError(reason, transient=True, status_code=status, detail=reason + said)
     meaning = {
         400: "refused the message",
         401: "refused the webhook's credentials",
@@ -218,4 +205,5 @@ def _refusal(host: str, status: int, body: str, retry_after: str | None) -> Chat
         404: "does not know this webhook (deleted, or the URL is wrong)",
         410: "says the webhook or its channel is gone",
     }.get(status, "refused the post")
-    return ChatError(f"{host} {meaning} ({status}){said}", transient=False, status_code=status)
+    reason = f"{host} {meaning} ({status})"
+    return ChatError(reason, transient=False, status_code=status, detail=reason + said)

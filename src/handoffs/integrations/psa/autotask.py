@@ -18,6 +18,7 @@ PUBLISH_INTERNAL = 2
 
 class AutotaskAdapter(PsaAdapter):
     vendor = "autotask"
+    name = "Autotask"
 
     def _headers(self) -> dict[str, str]:
         return {

@@ -19,6 +19,7 @@ API_PATH = "/v4_6_release/apis/3.0"
 
 class ConnectWiseAdapter(PsaAdapter):
     vendor = "connectwise"
+    name = "ConnectWise"
 
     def _headers(self) -> dict[str, str]:
         company = self.settings.get("company_id") or self.credential("company_id")

@@ -9,11 +9,14 @@ updates (settings ``escalated_status_id``, ``resolved_status_id``).
 
 from __future__ import annotations
 
-from handoffs.integrations.psa.base import PsaAdapter, PsaError
+from urllib.parse import urlsplit
+
+from handoffs.integrations.psa.base import DETAIL_BODY_CHARS, PsaAdapter, PsaError
 
 
 class HaloAdapter(PsaAdapter):
     vendor = "halo"
+    name = "Halo"
     _token: str | None = None
 
     async def _auth(self) -> dict[str, str]:
@@ -29,11 +32,24 @@ class HaloAdapter(PsaAdapter):
                     "scope": "all",
                 },
             )
-            token = response.json().get("access_token")
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = None
+            token = answer.get("access_token") if isinstance(answer, dict) else None
             if not token:
-                raise PsaError("halo: the token endpoint returned no access_token", transient=False)
+                said = " ".join(response.text[:DETAIL_BODY_CHARS].split())
+                raise PsaError(
+                    "Halo's token endpoint answered without an access token",
+                    transient=False,
+                    detail=f"Halo: POST {urlsplit(auth_url).path}/token answered {response.status_code} "
+                    f"without an access_token: {self.redact(said, {})}",
+                )
             self._token = str(token)
         return {"Authorization": f"Bearer {self._token}"}
+
+    def _extra_secrets(self) -> list[str]:
+        return [self._token] if self._token else []
 
     async def _action(self, ticket_id: str, outcome: str, note: str) -> None:
         action = {
