@@ -33,7 +33,7 @@ from handoffs.metrics_endpoint import MetricsController, prometheus_config
 from handoffs.outbox.relay import OutboxRelay
 from handoffs.runtime import STATE_KEY, Runtime, open_runtime, runtime_of
 from handoffs.security.auth import TokenIssuer, create_jwt_auth
-from handoffs.security.csrf import csrf_middleware
+from handoffs.security.csrf import csrf_middleware_for
 from handoffs.stream.controller import EscalationStreamController
 from handoffs.stream.hub import EventHub
 from handoffs.web import static_files_router, template_config
@@ -128,7 +128,10 @@ def create_app(
             # The signed-in user, for every handler that asks for `user: CurrentUser`.
             "user": Provide(provide_user),
         },
-        middleware=[csrf_middleware, prometheus_config().middleware],
+        middleware=[
+            csrf_middleware_for(settings.resolved_secret_key(), settings.public_url),
+            prometheus_config().middleware,
+        ],
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(
             title="handoffs",

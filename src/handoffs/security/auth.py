@@ -86,8 +86,11 @@ class TokenIssuer:
         return token, datetime.now(UTC) + self.ttl
 
     def session_cookies(self, token: str) -> tuple[Cookie, Cookie, str]:
-        """The console's session cookie (HttpOnly) and a fresh CSRF cookie, plus the CSRF token."""
-        csrf = secrets.token_urlsafe(32)
+        """The console's session cookie (HttpOnly) and its CSRF cookie, plus the CSRF token: an HMAC of
+        the session's token (handoffs.security.csrf), readable by the page's script."""
+        from handoffs.security.csrf import csrf_token_for
+
+        csrf = csrf_token_for(token, self._jwt_auth.token_secret)
         max_age = int(self.ttl.total_seconds())
         secure = bool(self._jwt_auth.secure)
         session = Cookie(
