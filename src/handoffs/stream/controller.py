@@ -10,6 +10,7 @@ from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import Stream
 
 from handoffs.config import Settings
+from handoffs.domain.text import NO_CONTROLS
 from handoffs.enums import Role
 from handoffs.events import HANDOFF_EVENT_TYPES
 from handoffs.security.auth import current_user, requires_role
@@ -53,6 +54,7 @@ class EscalationStreamController(Controller):
             QueryParameter(
                 name="last_event_id",
                 description="The same as the `Last-Event-ID` header, for a first connection.",
+                pattern=NO_CONTROLS,
             ),
         ] = None,
     ) -> Stream:
