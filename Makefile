@@ -42,4 +42,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/escalate.py
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 from litestar import MediaType, Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, InternalServerException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.utils.scope.state import ScopeState
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -204,9 +204,36 @@ def recursion_error_handler(request: Request[Any, Any, Any], exc: RecursionError
     return _json(400, {"detail": "The JSON body is nested too deeply."})
 
 
+#: msgspec's words for a refused value of the request body: ``<why> - at `$.data.<field>```, or a
+#: refused map key: ``<why> - at `key` in `$.data.<field>```.
+_BODY_ERROR = re.compile(r"^(?P<message>.*?) - at (?:`key` in )?`\$\.data(?:\.(?P<key>[^`]+))?`$", re.DOTALL)
+
+
+def misread_body_error(exc: Exception) -> ValidationException | None:
+    """The 400 Litestar should have raised for a body field named like a dependency.
+
+    Litestar decides whose fault a failed conversion is by the failing key's top-level name, so a
+    body field that shares a name with an injected dependency (``PsaConnectionIn.settings`` and the
+    app's ``settings``) turns the client's mistake into a 500. msgspec's own message still says
+    where it was: in the body (``$.data``), which no dependency ever is.
+    """
+    cause = exc.__cause__
+    if not isinstance(exc, InternalServerException) or not isinstance(cause, msgspec.ValidationError):
+        return None
+    found = _BODY_ERROR.match(str(cause))
+    if found is None:
+        return None
+    error = {"message": found["message"], "source": "body"}
+    if found["key"]:
+        error["key"] = found["key"]
+    return ValidationException(detail="Invalid request body", extra=[error])
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     if refused_as_text(exc):  # wrapped by a repository: still the client's input
         return _json(400, {"detail": NUL_DETAIL})
+    if (refusal := misread_body_error(exc)) is not None:
+        return validation_error_handler(request, refusal)
     database = next((e for e in _chain(exc) if isinstance(e, DBAPIError)), None)
     if database is not None:
         # Not the traceback: the driver's message can quote a bound value ("invalid input for

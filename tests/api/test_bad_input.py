@@ -607,3 +607,43 @@ async def test_a_release_after_a_refused_re_handoff_puts_it_back_and_names_no_in
         "state": "open",
     }
     assert "integrity" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        pytest.param([None, None], "settings: Expected `object`, got `array`", id="an-array"),
+        pytest.param("x", "settings: Expected `object`, got `str`", id="a-string"),
+        pytest.param(
+            {"tenant\u0000": "acme"},
+            "settings: control characters are not allowed (U+0000)",
+            id="nul-in-a-key",
+        ),
+    ],
+)
+async def test_psa_settings_of_the_wrong_shape_are_a_400_naming_settings(
+    api: Api, value: Any, detail: str
+) -> None:
+    """Found by schemathesis: Litestar blamed a refused `settings` field on the app's `settings`
+    dependency of the same name, and answered 500 (handoffs.errors.misread_body_error)."""
+    body = {"vendor": "halo", "base_url": "https://acme.halopsa.com", "settings": value}
+    response = await api.call("ada", "PUT", f"{API}/psa-connection", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"] == detail
+    assert response.json()["errors"][0]["source"] == "body"
+    assert (await api.call("ada", "GET", f"{API}/psa-connection")).json()["vendor"] == "none"
+
+
+@pytest.mark.parametrize(
+    "path", ["/psa-connection", "/integrations/chat", "/integrations/chat/test", "/metrics/handoffs"]
+)
+async def test_options_on_a_route_guarded_by_its_controller_answers_its_methods_not_a_500(
+    api: Api, path: str
+) -> None:
+    """Found by schemathesis: the auth middleware lets OPTIONS through unauthenticated (a CORS
+    preflight), and a controller's role guard then asked for a user that was not there."""
+    response = await api.call(None, "OPTIONS", API + path)
+    assert response.status_code == 204, response.text
+    assert "OPTIONS" in response.headers["allow"]
+    get = await api.call(None, "GET", API + path)
+    assert get.status_code in (401, 405), get.text

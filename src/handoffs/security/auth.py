@@ -112,8 +112,10 @@ class TokenIssuer:
 
 
 def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> User:
-    user = connection.user
-    if not isinstance(user, User):  # pragma: no cover - the middleware guarantees it
+    # From the scope, not ``connection.user``, which raises (a 500) where the auth middleware did
+    # not run: a request it lets through unauthenticated is refused as one.
+    user = connection.scope.get("user")
+    if not isinstance(user, User):
         raise NotAuthorizedException("Not signed in")
     return user
 
@@ -128,6 +130,10 @@ class RoleGuard:
     action: str
 
     async def __call__(self, connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if connection.scope.get("method") == "OPTIONS":
+            # Litestar's own answer (the Allow header), which the auth middleware lets through
+            # unauthenticated as a CORS preflight must be: nothing to guard, and no user to ask.
+            return
         if not current_user(connection).role.at_least(self.minimum):
             raise PermissionDeniedException(f"Your role may not {self.action}.")
 
