@@ -42,7 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/escalate.py
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 # The image's pinned runtime dependencies: resolve [project].dependencies alone in a fresh venv.
 lock:

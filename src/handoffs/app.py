@@ -26,6 +26,7 @@ from handoffs.domain.handoffs.controller import HandoffController, HandoffSearch
 from handoffs.domain.notifications.controller import NotificationController
 from handoffs.domain.psa_connection.controller import PsaConnectionController
 from handoffs.domain.sessions.controller import SessionController
+from handoffs.error_docs import ErrorResponses
 from handoffs.errors import exception_handlers
 from handoffs.health import HealthController
 from handoffs.logs import LOG_FORMAT
@@ -106,7 +107,8 @@ def create_app(
             *extra_handlers,
         ],
         template_config=template_config(),
-        plugins=[SQLAlchemyPlugin(config=alchemy)],
+        # ErrorResponses: the schema documents the refusals each operation can answer (error_docs).
+        plugins=[SQLAlchemyPlugin(config=alchemy), ErrorResponses()],
         on_app_init=[jwt_auth.on_app_init],
         # One line format for the process, at the level the CLI set (`handoffs -v`: DEBUG);
         # unhandled errors are logged by handoffs.errors.

@@ -3,14 +3,45 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
+import msgspec
 from litestar import MediaType, Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, InternalServerException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.utils.scope.state import ScopeState
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from handoffs.domain.text import NO_CONTROLS, codepoint, first_control
+
 log = logging.getLogger(__name__)
+
+
+# -- the bodies every error answers with (documented in the OpenAPI schema by handoffs.error_docs)
+
+
+class Detail(msgspec.Struct):
+    """An error body: what went wrong, in words (401, 403, 404, 429, and 409s with no more to say)."""
+
+    detail: str
+
+
+class FieldError(msgspec.Struct, omit_defaults=True):
+    """One refused value of a request: which (``key``: ``title``, ``levels[0].after_seconds``),
+    where it was (``source``: ``body``, ``query``, ``path``) and what is wrong with it."""
+
+    message: str
+    key: str | None = None
+    source: str | None = None
+
+
+class InvalidRequest(msgspec.Struct, omit_defaults=True):
+    """A 400: ``detail`` says what to fix in words (the field errors joined, a refused value's
+    field first); ``errors`` lists each refused field when the request did not decode."""
+
+    detail: str
+    errors: list[FieldError] | None = None
 
 
 class DomainError(Exception):
@@ -54,12 +85,58 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{key}: {message}" if key else message
 
 
+#: How msgspec words a string its ``pattern`` refused; the text types' own one (handoffs.domain.text).
+PATTERN_REFUSED = "Expected `str` matching regex"
+CONTROLS_REFUSED = f"{PATTERN_REFUSED} {NO_CONTROLS!r}"
+CONTROLS_MESSAGE = "control characters are not allowed"
+#: The field a body error's key starts with: ``credentials`` of ``credentials[...]``.
+_FIELD = re.compile(r"[^.\[]+")
+
+
+def _sent_value(request: Request[Any, Any, Any], error: dict[str, Any]) -> Any:
+    """The value the refused field was sent with (the whole top-level field of a body), or None."""
+    key = str(error.get("key") or "")
+    if error.get("source") == "query":
+        return request.query_params.getall(key, [])
+    field = _FIELD.match(key)
+    if error.get("source") != "body" or field is None:
+        return None
+    # The body as Litestar decoded it before it converted it to the handler's Struct (cached on the
+    # connection). An internal of Litestar's: without it the message only lacks the code point.
+    try:
+        body = ScopeState.from_scope(request.scope).json
+    except Exception:  # pragma: no cover - a Litestar upgrade moved it
+        return None
+    return body.get(field.group()) if isinstance(body, dict) else None
+
+
+def _worded(request: Request[Any, Any, Any], error: dict[str, Any]) -> dict[str, Any]:
+    """A refused pattern says why when the reason is a control character: which one, not the regex;
+    and a value of a mapping (``credentials[...]``) is named by its key when the key is plain text."""
+    message = str(error.get("message", ""))
+    if not message.startswith(PATTERN_REFUSED):
+        return error
+    value = _sent_value(request, error)
+    char = first_control(value)
+    if char is None:
+        return {**error, "message": CONTROLS_MESSAGE} if message == CONTROLS_REFUSED else error
+    key = str(error.get("key") or "")
+    if key.endswith("[...]") and isinstance(value, dict):
+        name = next((k for k, v in value.items() if first_control(v) and not first_control(k)), None)
+        key = f"{key[:-5]}.{name}" if name is not None else key
+    return {**error, "key": key, "message": f"{CONTROLS_MESSAGE} ({codepoint(char)})"}
+
+
 def validation_error_handler(
     request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[dict[str, Any]]:
-    """Put the first field error in ``detail`` so a person reads what to fix, not a generic line."""
-    errors = exc.extra if isinstance(exc.extra, list) else []
-    detail = "; ".join(_describe(e) for e in errors if isinstance(e, dict)) or exc.detail
+    """Put the field errors in ``detail`` so a person reads what to fix, not a generic line; a
+    control character is named by its code point (``title: control characters are not allowed
+    (U+0000)``)."""
+    errors = (
+        [_worded(request, e) for e in exc.extra if isinstance(e, dict)] if isinstance(exc.extra, list) else []
+    )
+    detail = "; ".join(_describe(e) for e in errors) or exc.detail
     body: dict[str, Any] = {"detail": detail}
     if errors:
         body["errors"] = errors
@@ -127,9 +204,36 @@ def recursion_error_handler(request: Request[Any, Any, Any], exc: RecursionError
     return _json(400, {"detail": "The JSON body is nested too deeply."})
 
 
+#: msgspec's words for a refused value of the request body: ``<why> - at `$.data.<field>```, or a
+#: refused map key: ``<why> - at `key` in `$.data.<field>```.
+_BODY_ERROR = re.compile(r"^(?P<message>.*?) - at (?:`key` in )?`\$\.data(?:\.(?P<key>[^`]+))?`$", re.DOTALL)
+
+
+def misread_body_error(exc: Exception) -> ValidationException | None:
+    """The 400 Litestar should have raised for a body field named like a dependency.
+
+    Litestar decides whose fault a failed conversion is by the failing key's top-level name, so a
+    body field that shares a name with an injected dependency (``PsaConnectionIn.settings`` and the
+    app's ``settings``) turns the client's mistake into a 500. msgspec's own message still says
+    where it was: in the body (``$.data``), which no dependency ever is.
+    """
+    cause = exc.__cause__
+    if not isinstance(exc, InternalServerException) or not isinstance(cause, msgspec.ValidationError):
+        return None
+    found = _BODY_ERROR.match(str(cause))
+    if found is None:
+        return None
+    error = {"message": found["message"], "source": "body"}
+    if found["key"]:
+        error["key"] = found["key"]
+    return ValidationException(detail="Invalid request body", extra=[error])
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     if refused_as_text(exc):  # wrapped by a repository: still the client's input
         return _json(400, {"detail": NUL_DETAIL})
+    if (refusal := misread_body_error(exc)) is not None:
+        return validation_error_handler(request, refusal)
     database = next((e for e in _chain(exc) if isinstance(e, DBAPIError)), None)
     if database is not None:
         # Not the traceback: the driver's message can quote a bound value ("invalid input for

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, Response, get
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy import text
 
 from handoffs.runtime import runtime_of
@@ -46,7 +47,16 @@ class HealthController(Controller):
         """Liveness: 200 ``{"status": "ok"}`` while the process serves requests; checks nothing else."""
         return Liveness(status="ok")
 
-    @get("/ready", exclude_from_auth=True, summary="Readiness")
+    @get(
+        "/ready",
+        exclude_from_auth=True,
+        summary="Readiness",
+        responses={
+            503: ResponseSpec(
+                data_container=Readiness, generate_examples=False, description="PostgreSQL or Redis is down"
+            )
+        },
+    )
     async def ready(self, state: State) -> Response[Readiness]:
         """Readiness: 200 when PostgreSQL and Redis both answer, else 503 naming what is down."""
         runtime = runtime_of(state)

@@ -71,3 +71,48 @@ async def test_the_docs_page_lists_the_operations_in_a_browser_with_no_internet(
         await context.close()
     assert not blocked, f"the docs page reached outside the app: {blocked}"
     assert not errors, errors  # a CSP violation is a console error
+
+
+async def test_every_operation_documents_the_errors_it_answers_with_the_bodies_it_sends(api: Api) -> None:
+    """Issue #14: the schema showed Litestar's `{status_code, detail, extra}` for 400s the app answers
+    as `{detail, errors}`, and no 401/403/404 at all (handoffs.error_docs)."""
+    schema = (await api.call(None, "GET", "/schema/openapi.json")).json()
+    ref = "#/components/schemas/"
+    assert set(schema["components"]["schemas"]["InvalidRequest"]["properties"]) == {"detail", "errors"}
+    assert "Validation Exception" not in str(schema), "Litestar's own 400 shape is still documented"
+    missing: list[str] = []
+
+    def body(responses: dict[str, Any], status: str) -> str:
+        return str(responses[status]["content"]["application/json"]["schema"].get("$ref", ""))
+
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            here = f"{method.upper()} {path}"
+
+            expected = set()
+            if operation.get("parameters") or operation.get("requestBody"):
+                expected.add("400")
+            if path.startswith("/api/v1") and path not in {"/api/v1/auth/login", "/api/v1/auth/session"}:
+                expected.add("401")
+            if "{" in path:
+                expected.add("404")
+            if method != "get":
+                expected.add("403")  # a role below the operation's, or a console session without CSRF
+            missing += [f"{here}: {status}" for status in sorted(expected - set(responses))]
+            if "400" in responses and body(responses, "400") != ref + "InvalidRequest":
+                missing.append(f"{here}: 400 is {body(responses, '400')}")
+            missing += [
+                f"{here}: {status} is {body(responses, status)}"
+                for status in ("401", "403", "404")
+                if status in responses and body(responses, status) != ref + "Detail"
+            ]
+    assert not missing, "\n".join(missing)
+    queue = schema["paths"]["/api/v1/ai-sessions/queue"]["get"]["responses"]
+    assert "below engineer" in queue["403"]["description"]
+    claim = schema["paths"]["/api/v1/ai-sessions/{session_id}/handoffs/{handoff_id}/claim"]["post"]
+    assert claim["responses"]["409"]["content"]["application/json"]["schema"] == {
+        "$ref": ref + "ClaimConflict"
+    }
+    login = schema["paths"]["/api/v1/auth/login"]["post"]["responses"]
+    assert {"400", "401", "429"} <= set(login)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from handoffs.security.auth import CSRF_COOKIE, SESSION_COOKIE
+from handoffs.security.cookies import CSRF_COOKIE, SESSION_COOKIE
 from tests.conftest import Api
 
 

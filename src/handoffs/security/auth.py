@@ -11,7 +11,7 @@ about the tenant is ever taken from the request.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -28,16 +28,13 @@ from handoffs.config import Settings
 from handoffs.db.models import User
 from handoffs.enums import Role
 from handoffs.runtime import STATE_KEY
+from handoffs.security.cookies import CSRF_COOKIE, SESSION_COOKIE, csrf_token_for
 from handoffs.security.revocation import is_revoked
 
 #: Paths reachable without a token.
 #: Patterns searched anywhere in the path (Litestar), so ``/metrics`` is anchored: it has its own
 #: token (handoffs.metrics_endpoint), not a user's, while ``/api/v1/metrics/handoffs`` is a user's.
 PUBLIC_PATHS = ["/api/v1/auth/login", "/api/v1/auth/session", "/health", "/schema", "^/metrics$"]
-#: The console's session cookie (HttpOnly) and its CSRF companion (readable by the page's script).
-SESSION_COOKIE = "handoffs_session"
-CSRF_COOKIE = "handoffs_csrf"
-CSRF_HEADER = "x-csrf-token"
 
 
 def create_jwt_auth(settings: Settings, alchemy: SQLAlchemyAsyncConfig) -> JWTCookieAuth[User]:
@@ -88,8 +85,6 @@ class TokenIssuer:
     def session_cookies(self, token: str) -> tuple[Cookie, Cookie, str]:
         """The console's session cookie (HttpOnly) and its CSRF cookie, plus the CSRF token: an HMAC of
         the session's token (handoffs.security.csrf), readable by the page's script."""
-        from handoffs.security.csrf import csrf_token_for
-
         csrf = csrf_token_for(token, self._jwt_auth.token_secret)
         max_age = int(self.ttl.total_seconds())
         secure = bool(self._jwt_auth.secure)
@@ -117,20 +112,31 @@ class TokenIssuer:
 
 
 def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> User:
-    user = connection.user
-    if not isinstance(user, User):  # pragma: no cover - the middleware guarantees it
+    # From the scope, not ``connection.user``, which raises (a 500) where the auth middleware did
+    # not run: a request it lets through unauthenticated is refused as one.
+    user = connection.scope.get("user")
+    if not isinstance(user, User):
         raise NotAuthorizedException("Not signed in")
     return user
 
 
-def requires_role(
-    minimum: Role, action: str
-) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
-    """A guard that lets ``minimum`` and higher roles through; ``action`` words the 403."""
+@dataclass(frozen=True, slots=True)
+class RoleGuard:
+    """A guard that lets ``minimum`` and higher roles through; ``action`` words the 403. A value,
+    not a closure, so the OpenAPI schema can say who may (``handoffs.error_docs``); ``async``
+    because Litestar runs a sync guard in a worker thread, a hop per request for one comparison."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        if not current_user(connection).role.at_least(minimum):
-            raise PermissionDeniedException(f"Your role may not {action}.")
+    minimum: Role
+    action: str
 
-    guard.__name__ = f"requires_{minimum.value}"
-    return guard
+    async def __call__(self, connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if connection.scope.get("method") == "OPTIONS":
+            # Litestar's own answer (the Allow header), which the auth middleware lets through
+            # unauthenticated as a CORS preflight must be: nothing to guard, and no user to ask.
+            return
+        if not current_user(connection).role.at_least(self.minimum):
+            raise PermissionDeniedException(f"Your role may not {self.action}.")
+
+
+def requires_role(minimum: Role, action: str) -> RoleGuard:
+    return RoleGuard(minimum, action)

@@ -27,8 +27,6 @@ site, so exactly those are checked; bearer-token API clients are unaffected.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import json
 from collections.abc import Callable
@@ -38,18 +36,12 @@ from urllib.parse import urlsplit
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
-from handoffs.security.auth import CSRF_HEADER, SESSION_COOKIE
+from handoffs.security.cookies import CSRF_HEADER, SESSION_COOKIE, csrf_token_for
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
 COOKIE_SIGN_IN = "/api/v1/auth/session"
 #: What a browser sends for its own pages' requests (``none``: typed in, a bookmark).
 SAME_SITE = {"same-origin", "none"}
-
-
-def csrf_token_for(session_token: str, secret: str) -> str:
-    """The CSRF token of a session: an HMAC of its bearer token, so it is worthless elsewhere."""
-    digest = hmac.new(secret.encode(), b"csrf\x00" + session_token.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def _refusal(status: int, detail: str) -> tuple[HTTPResponseStartEvent, HTTPResponseBodyEvent]:
@@ -110,7 +102,9 @@ class _Checks:
         if scope["path"] == COOKIE_SIGN_IN:
             if self.cross_site(scope, headers):
                 return 403, "Sign in from this site's own sign-in page."
-            content_type = headers.get(b"content-type", "").split(";")[0].strip().lower()
+            # A cross-site form or fetch always sends a type (text/plain, a form's); no type and no
+            # body is the handler's 400.
+            content_type = headers.get(b"content-type", "application/json").split(";")[0].strip().lower()
             if content_type != "application/json":
                 return 415, "The sign-in takes a JSON body (Content-Type: application/json)."
             return None

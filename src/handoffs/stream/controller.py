@@ -14,8 +14,9 @@ from litestar.security.jwt import Token
 
 from handoffs.config import Settings
 from handoffs.db.models import User
-from handoffs.domain.accounts.schemas import Detail
 from handoffs.domain.notifications.titles import duration
+from handoffs.domain.text import NO_CONTROLS
+from handoffs.errors import Detail
 from handoffs.events import HANDOFF_EVENT_TYPES
 from handoffs.security.auth import current_user, requires_role
 from handoffs.stream.client_stream import event_stream
@@ -67,6 +68,7 @@ class EscalationStreamController(Controller):
             QueryParameter(
                 name="last_event_id",
                 description="The same as the `Last-Event-ID` header, for a first connection.",
+                pattern=NO_CONTROLS,
             ),
         ] = None,
     ) -> Stream:

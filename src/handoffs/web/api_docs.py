@@ -16,7 +16,7 @@ from litestar.datastructures import CacheControlHeader, ResponseHeader
 from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.static_files import create_static_files_router
 
-from handoffs.security.auth import CSRF_COOKIE, CSRF_HEADER
+from handoffs.security.cookies import CSRF_COOKIE, CSRF_HEADER
 
 #: Where the schema, its UI and the UI's assets live.
 SCHEMA_PATH = "/schema"

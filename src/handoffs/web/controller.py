@@ -26,6 +26,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 
 from handoffs.deps import CurrentUser, DbSession
+from handoffs.domain.text import NO_CONTROLS, TextQuery
 from handoffs.enums import HandoffState
 from handoffs.errors import DomainError
 from handoffs.events import EventBus
@@ -104,7 +105,9 @@ class ConsoleController(Controller):
     }
 
     @get("/login", opt={"exclude_from_auth": True})
-    async def login(self, next_: Annotated[str | None, QueryParameter(name="next")] = None) -> Template:
+    async def login(
+        self, next_: Annotated[str | None, QueryParameter(name="next", pattern=NO_CONTROLS)] = None
+    ) -> Template:
         """The sign-in form; it posts to ``/api/v1/auth/session`` and follows ``next``."""
         return Template("login.html.j2", context={"next": safe_next(next_)})
 
@@ -150,9 +153,9 @@ class ConsoleController(Controller):
     async def handoffs(
         self,
         views: NamedDependency[ConsoleViews],
-        state_: Annotated[str | None, QueryParameter(name="state")] = None,
-        q: FromQuery[str | None] = None,
-        cursor: FromQuery[str | None] = None,
+        state_: Annotated[str | None, QueryParameter(name="state", pattern=NO_CONTROLS)] = None,
+        q: TextQuery = None,
+        cursor: TextQuery = None,
     ) -> Template:
         """The account's handoffs, newest first, for every role (viewers read them here)."""
         # The filter form sends ``state=`` for "any state"; an unknown value reads as any too.

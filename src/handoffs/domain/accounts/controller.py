@@ -15,7 +15,6 @@ from handoffs.db.models import User
 from handoffs.deps import DbSession
 from handoffs.domain.accounts.schemas import (
     Colleague,
-    Detail,
     LoggedOut,
     LoginIn,
     LoginOut,
@@ -25,13 +24,28 @@ from handoffs.domain.accounts.schemas import (
 from handoffs.domain.accounts.service import UserService
 from handoffs.domain.notifications.titles import duration
 from handoffs.enums import Role
+from handoffs.errors import Detail
 from handoffs.runtime import runtime_of
 from handoffs.security.auth import TokenIssuer, current_user
 from handoffs.security.login_limits import LoginLimiter
 from handoffs.security.revocation import revoke
 from handoffs.stream.guard import EndReason
 
-LIMITED = {429: ResponseSpec(data_container=Detail, description="Too many failed sign-ins; see Retry-After")}
+#: A sign-in's own refusals (public: no token to be refused for).
+SIGN_IN_REFUSALS = {
+    401: ResponseSpec(data_container=Detail, generate_examples=False, description="Wrong email or password"),
+    429: ResponseSpec(
+        data_container=Detail,
+        generate_examples=False,
+        description="Too many failed sign-ins; see Retry-After",
+    ),
+}
+#: The cookie sign-in's refusals besides: another site's page (login CSRF), a body not JSON.
+COOKIE_SIGN_IN_REFUSALS = {
+    **SIGN_IN_REFUSALS,
+    403: ResponseSpec(data_container=Detail, generate_examples=False, description="Sent from another site"),
+    415: ResponseSpec(data_container=Detail, generate_examples=False, description="The body is not JSON"),
+}
 
 
 async def sign_in(request: Request[Any, Any, Any], db: DbSession, data: LoginIn) -> User:
@@ -58,7 +72,7 @@ class AuthController(Controller):
     path = "/api/v1"
     tags = ["auth"]
 
-    @post("/auth/login", status_code=200, security=[], responses=LIMITED)
+    @post("/auth/login", status_code=200, security=[], responses=SIGN_IN_REFUSALS)
     async def login(
         self,
         request: Request[Any, Any, Any],
@@ -71,7 +85,7 @@ class AuthController(Controller):
         token, expires_at = tokens.issue(user)
         return LoginOut(access_token=token, user=UserOut.of(user), expires_at=expires_at)
 
-    @post("/auth/session", status_code=200, security=[], responses=LIMITED)
+    @post("/auth/session", status_code=200, security=[], responses=COOKIE_SIGN_IN_REFUSALS)
     async def open_session(
         self,
         request: Request[Any, Any, Any],

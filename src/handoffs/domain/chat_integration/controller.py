@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litestar import Controller, get, post, put
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 
 from handoffs.config import Settings
@@ -11,6 +12,7 @@ from handoffs.deps import CurrentUser, DbSession
 from handoffs.domain.chat_integration.schemas import ChatIntegrationIn, ChatIntegrationOut, ChatTestOut
 from handoffs.domain.chat_integration.service import ChatIntegrationService
 from handoffs.enums import Role
+from handoffs.errors import Detail
 from handoffs.security.auth import requires_role
 
 
@@ -43,7 +45,15 @@ class ChatIntegrationController(Controller):
         (write-only) webhook URL: https, naming a public host (OUTBOUND_ALLOWED_HOSTS lists exceptions)."""
         return ChatIntegrationOut.of(await integrations.put(user, data, settings.outbound_policy()))
 
-    @post("/test", status_code=200)
+    @post(
+        "/test",
+        status_code=200,
+        responses={
+            409: ResponseSpec(
+                data_container=Detail, generate_examples=False, description="No chat integration set up"
+            )
+        },
+    )
     async def test_chat(
         self,
         user: CurrentUser,

@@ -7,13 +7,14 @@ from typing import Annotated
 import msgspec
 
 from handoffs.db.models import ChatIntegration
+from handoffs.domain.text import Text
 from handoffs.enums import Priority
 from handoffs.integrations.chat import MAX_URL_LENGTH, ChatKind, webhook_host
 
 
 class ChatIntegrationIn(msgspec.Struct, forbid_unknown_fields=True):
     kind: ChatKind
-    webhook_url: Annotated[str, msgspec.Meta(max_length=MAX_URL_LENGTH)] | None = None
+    webhook_url: Annotated[Text, msgspec.Meta(max_length=MAX_URL_LENGTH)] | None = None
     """Omit to keep the stored one. Slack: ``https://hooks.slack.com/services/…``; Teams: the channel's
     Workflows (Power Automate) or incoming webhook URL. https, naming a public host (the installation's
     ``OUTBOUND_ALLOWED_HOSTS`` may allow others, over plain http too)."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from litestar import Controller, get
-from litestar.params import FromQuery
 
 from handoffs.deps import CurrentUser, DbSession
 from handoffs.domain.figures.schemas import TeamFigures
 from handoffs.domain.figures.service import parse_window, read_figures
+from handoffs.domain.text import TextQuery
 from handoffs.enums import Role
 from handoffs.security.auth import requires_role
 
@@ -24,8 +24,8 @@ class TeamFiguresController(Controller):
         self,
         user: CurrentUser,
         db_session: DbSession,
-        since: FromQuery[str | None] = None,
-        until: FromQuery[str | None] = None,
+        since: TextQuery = None,
+        until: TextQuery = None,
     ) -> TeamFigures:
         """How the account's handoffs created in ``[since, until)`` went (RFC 3339, default the
         last 7 days, at most 366): counts, times to claim and resolve, by priority and engineer."""

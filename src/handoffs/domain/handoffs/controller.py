@@ -12,7 +12,6 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from handoffs.deps import CurrentUser, DbSession
-from handoffs.domain.accounts.schemas import Detail
 from handoffs.domain.handoffs.assessment import AssessmentRetry, partial_of
 from handoffs.domain.handoffs.comments import HandoffComments
 from handoffs.domain.handoffs.lifecycle import HandoffLifecycle
@@ -20,6 +19,7 @@ from handoffs.domain.handoffs.schemas import (
     ClaimConflict,
     CommentCreate,
     CommentOut,
+    HandOffConflict,
     HandoffCreate,
     HandoffOut,
     HandoffPage,
@@ -36,6 +36,7 @@ from handoffs.domain.handoffs.search import QueueFilters, SearchFilters, read_qu
 from handoffs.domain.handoffs.service import HandoffService
 from handoffs.domain.handoffs.similar import hand_off_answer, handoff_answer, similar_to
 from handoffs.domain.handoffs.timeline import read_timeline
+from handoffs.domain.text import TextQuery
 from handoffs.enums import HandoffIntent, HandoffState, Priority, Role
 from handoffs.errors import BadRequest
 from handoffs.outbox.relay import OutboxRelay
@@ -64,7 +65,9 @@ HANDOFF = "/{session_id:uuid}/handoffs/{handoff_id:uuid}"
 #: that does not allow it or a race lost to a concurrent change (409, naming the state now).
 TRANSITION_RESPONSES = {
     409: ResponseSpec(
-        data_container=StateConflict, description="Not in a state that allows it, or changed meanwhile"
+        data_container=StateConflict,
+        generate_examples=False,
+        description="Not in a state that allows it, or changed meanwhile",
     ),
 }
 
@@ -79,7 +82,17 @@ class HandoffController(Controller):
         "assessment": Provide(provide_assessment_retry, sync_to_thread=False),
     }
 
-    @post("/{session_id:uuid}/handoff", guards=[requires_role(Role.engineer, "hand off sessions")])
+    @post(
+        "/{session_id:uuid}/handoff",
+        guards=[requires_role(Role.engineer, "hand off sessions")],
+        responses={
+            409: ResponseSpec(
+                data_container=HandOffConflict,
+                generate_examples=False,
+                description="The session already has an open handoff, or one a colleague is working on",
+            )
+        },
+    )
     async def hand_off(
         self,
         session_id: FromPath[UUID],
@@ -120,6 +133,7 @@ class HandoffController(Controller):
         responses={
             409: ResponseSpec(
                 data_container=StateConflict,
+                generate_examples=False,
                 description="An assessment is being made, the handoff is parked (none is made) or resolved",
             )
         },
@@ -140,7 +154,11 @@ class HandoffController(Controller):
         status_code=200,
         guards=[requires_role(Role.engineer, "pick up handoffs")],
         responses={
-            409: ResponseSpec(data_container=ClaimConflict, description="Someone else claimed it first")
+            409: ResponseSpec(
+                data_container=ClaimConflict,
+                generate_examples=False,
+                description="Someone else claimed it first, or it is resolved",
+            )
         },
     )
     async def claim(
@@ -256,10 +274,7 @@ class HandoffController(Controller):
         handoff = await handoffs.get(user, session_id, handoff_id)
         return await read_timeline(handoffs.db, user.account_id, handoff.id)
 
-    @get(
-        f"{HANDOFF}/similar",
-        responses={404: ResponseSpec(data_container=Detail, description="No such handoff in your account")},
-    )
+    @get(f"{HANDOFF}/similar")
     async def similar(
         self,
         session_id: FromPath[UUID],
@@ -279,7 +294,7 @@ class HandoffController(Controller):
         db_session: DbSession,
         priority: FromQuery[Priority | None] = None,
         intent: FromQuery[HandoffIntent | None] = None,
-        q: FromQuery[str | None] = None,
+        q: TextQuery = None,
         mine: FromQuery[bool] = False,
     ) -> list[QueueItem]:
         """The account's open handoffs, most urgent then oldest first; ``mine=true``: those raised for you."""
@@ -297,11 +312,11 @@ class HandoffSearchController(Controller):
         db_session: DbSession,
         # ``state`` is a name Litestar reserves for the app state; the query parameter keeps it.
         state_: Annotated[HandoffState | None, QueryParameter(name="state")] = None,
-        claimed_by: FromQuery[str | None] = None,
+        claimed_by: TextQuery = None,
         priority: FromQuery[Priority | None] = None,
-        q: FromQuery[str | None] = None,
+        q: TextQuery = None,
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
-        cursor: FromQuery[str | None] = None,
+        cursor: TextQuery = None,
     ) -> HandoffPage:
         """The account's handoffs, newest first (viewers included): filter by state, claimer
         (``me`` or an id), priority and full-text ``q``; page with ``next_cursor``."""

@@ -168,7 +168,7 @@ class HandoffLifecycle:
             return Forbidden(
                 "You raised this handoff, so a colleague picks it up; withdraw it if you fixed it meanwhile."
             )
-        if h.state == HandoffState.resolved:
+        if h.state == HandoffState.resolved or h.claimed_by is None:  # None: its claimer was deleted
             return self._conflict(seen, "This handoff can no longer be picked up.")
         return Conflict(
             f"{seen.claimer_name or 'A colleague'} already picked this up.",

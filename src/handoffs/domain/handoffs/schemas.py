@@ -11,18 +11,19 @@ import msgspec
 
 from handoffs.db.models import SessionHandoff
 from handoffs.domain.rows import FromRow, Person
+from handoffs.domain.text import Text
 from handoffs.enums import AssessmentStatus, HandoffIntent, HandoffState, Outcome, Priority, PsaSyncStatus
 
 MAX_NOTES = 10_000
 MAX_TEXT = 10_000
 #: A resolution, a comment: at least one character that is not blank (checked after strip too).
-RequiredText = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT)]
-OptionalText = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
+RequiredText = Annotated[Text, msgspec.Meta(min_length=1, max_length=MAX_TEXT)]
+OptionalText = Annotated[Text, msgspec.Meta(max_length=MAX_TEXT)]
 
 
 class HandoffCreate(msgspec.Struct, forbid_unknown_fields=True):
     intent: HandoffIntent
-    engineer_notes: Annotated[str, msgspec.Meta(max_length=MAX_NOTES)] = ""
+    engineer_notes: Annotated[Text, msgspec.Meta(max_length=MAX_NOTES)] = ""
     priority: Priority = Priority.normal
     target_user_id: UUID | None = None
 
@@ -161,11 +162,23 @@ class TimelineEntryOut(msgspec.Struct):
 
 
 class ClaimConflict(msgspec.Struct):
-    """The 409 body a claim loser gets: who won and when."""
+    """The 409 of a claim that did not win: where the handoff is now and, while it is claimed (a
+    claim loser), who won and when."""
 
     detail: str
-    claimed_by: Person
-    claimed_at: datetime | None
+    state: HandoffState
+    claimed_by: Person | None = None
+    claimed_at: datetime | None = None
+
+
+class HandOffConflict(msgspec.Struct):
+    """The 409 of handing off a session that already has an unresolved handoff: which one, its
+    state and, while claimed, who is working on it."""
+
+    detail: str
+    handoff_id: UUID | None = None
+    state: HandoffState | None = None
+    claimed_by: Person | None = None
 
 
 class QueueItem(msgspec.Struct):

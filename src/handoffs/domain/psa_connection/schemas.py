@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import msgspec
 
 from handoffs.db.models import PsaConnection
+from handoffs.domain.text import CONTROLS, Text
 from handoffs.enums import PsaVendor
 
 #: Setting names the service keeps for itself start with this; an admin's may not.
@@ -24,10 +25,10 @@ CREDENTIAL_NAMES: dict[PsaVendor, tuple[str, ...]] = {
 
 class PsaConnectionIn(msgspec.Struct, forbid_unknown_fields=True):
     vendor: PsaVendor
-    base_url: Annotated[str, msgspec.Meta(max_length=500, pattern=r"^(https?://\S+)?$")] = ""
-    settings: dict[str, str | int] = {}
+    base_url: Annotated[str, msgspec.Meta(max_length=500, pattern=rf"^(https?://[^\s{CONTROLS}]+)?$")] = ""
+    settings: dict[Text, Text | int] = {}
     credentials: (
-        dict[Annotated[str, msgspec.Meta(max_length=64)], Annotated[str, msgspec.Meta(max_length=2000)]]
+        dict[Annotated[Text, msgspec.Meta(max_length=64)], Annotated[Text, msgspec.Meta(max_length=2000)]]
         | None
     ) = None
     """Omit to keep the stored credentials; send {} to clear them."""

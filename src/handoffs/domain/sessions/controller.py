@@ -6,6 +6,7 @@ from uuid import UUID
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
 from handoffs.deps import CurrentUser, DbSession
@@ -18,6 +19,7 @@ from handoffs.domain.sessions.schemas import (
 )
 from handoffs.domain.sessions.service import SessionService
 from handoffs.enums import Role
+from handoffs.errors import Detail
 from handoffs.security.auth import requires_role
 
 
@@ -54,7 +56,15 @@ class SessionController(Controller):
         session = await sessions.get_visible(user, session_id)
         return SessionDetail.with_messages(session, list(await sessions.messages(session)))
 
-    @post("/{session_id:uuid}/messages", guards=[requires_role(Role.engineer, "write to sessions")])
+    @post(
+        "/{session_id:uuid}/messages",
+        guards=[requires_role(Role.engineer, "write to sessions")],
+        responses={
+            409: ResponseSpec(
+                data_container=Detail, generate_examples=False, description="The session is resolved"
+            )
+        },
+    )
     async def add_message(
         self,
         session_id: FromPath[UUID],

@@ -10,22 +10,24 @@ import msgspec
 
 from handoffs.db.models import AISession, SessionMessage
 from handoffs.domain.rows import FromRow
+from handoffs.domain.text import Text
 from handoffs.enums import MessageRole, SessionStatus
 
+#: Its own pattern refuses control characters too (handoffs.domain.text).
 TicketId = Annotated[
     str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 ]
 
 
 class SessionCreate(msgspec.Struct, forbid_unknown_fields=True):
-    title: Annotated[str, msgspec.Meta(max_length=200)] = ""
-    problem_summary: Annotated[str, msgspec.Meta(max_length=10_000)] = ""
+    title: Annotated[Text, msgspec.Meta(max_length=200)] = ""
+    problem_summary: Annotated[Text, msgspec.Meta(max_length=10_000)] = ""
     psa_ticket_id: TicketId | None = None
 
 
 class MessageCreate(msgspec.Struct, forbid_unknown_fields=True):
     role: MessageRole
-    content: Annotated[str, msgspec.Meta(min_length=1, max_length=100_000)]
+    content: Annotated[Text, msgspec.Meta(min_length=1, max_length=100_000)]
 
 
 class MessageOut(FromRow):
