@@ -6,6 +6,9 @@ from typing import Self
 from uuid import UUID
 
 import msgspec
+from sqlalchemy.orm import aliased
+
+from handoffs.db.models import User
 
 
 class Person(msgspec.Struct):
@@ -25,3 +28,9 @@ class FromRow(msgspec.Struct):
     @classmethod
     def of(cls, row: object) -> Self:
         return msgspec.convert(row, cls, from_attributes=True)
+
+
+#: A handoff's people, as queries join ``users`` for their names (one alias each, shared).
+Creator = aliased(User, name="creator")
+Claimer = aliased(User, name="claimer")
+Resolver = aliased(User, name="resolver")

@@ -25,7 +25,6 @@ from uuid import UUID
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from handoffs.db.models import AISession, Notification, SessionHandoff, User
 from handoffs.domain.escalation_policy.ladder import first_due
@@ -34,7 +33,7 @@ from handoffs.domain.handoffs.schemas import ReassignBody, ReleaseBody, ResolveB
 from handoffs.domain.handoffs.timeline import record
 from handoffs.domain.notifications.service import notify
 from handoffs.domain.notifications.titles import lifecycle_title, snippet, what
-from handoffs.domain.rows import Person
+from handoffs.domain.rows import Claimer, Person
 from handoffs.enums import (
     EVENT_TOPIC,
     SENIOR_ROLES,
@@ -59,8 +58,6 @@ from handoffs.events import (
 )
 from handoffs.outbox.relay import OutboxRelay
 from handoffs.outbox.writer import OutboxWriter
-
-Claimer = aliased(User, name="claimer")
 
 
 @dataclass(frozen=True, slots=True)

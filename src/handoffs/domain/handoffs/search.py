@@ -19,21 +19,16 @@ from uuid import UUID
 import msgspec
 from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from handoffs.db.models import AISession, SessionHandoff, User
 from handoffs.domain.handoffs.schemas import HandoffListItem, HandoffPage, QueueItem, seconds_between
-from handoffs.domain.rows import Person
+from handoffs.domain.rows import Claimer, Creator, Person, Resolver
 from handoffs.enums import HandoffIntent, HandoffState, Priority
 from handoffs.errors import BadRequest
 
 #: The text search configuration of ``search_vector`` (models.SEARCH_VECTOR_SQL); queries must match it.
 TS_CONFIG = "english"
 MAX_QUERY = 200
-
-Creator = aliased(User, name="creator")
-Claimer = aliased(User, name="claimer")
-Resolver = aliased(User, name="resolver")
 
 
 def text_query(q: str) -> ColumnElement[bool]:

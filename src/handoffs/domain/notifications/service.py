@@ -9,15 +9,12 @@ from uuid import UUID
 
 from sqlalchemy import Row, Select, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 from uuid_utils.compat import uuid7
 
 from handoffs.db.models import Notification, SessionHandoff, User
-from handoffs.domain.rows import Person
+from handoffs.domain.rows import Claimer, Person
 from handoffs.enums import HandoffState, NotificationKind
 from handoffs.errors import NotFound
-
-Claimer = aliased(User, name="claimer")
 
 
 async def notify(
