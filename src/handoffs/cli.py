@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import uvloop
 
-from handoffs.config import Settings, get_settings
+from handoffs.config import ConfigError, Settings, get_settings
 from handoffs.embedded import EmbeddedServerError, services
 from handoffs.enums import JobTopic
 from handoffs.logs import configure_logging
@@ -29,7 +29,14 @@ def _settings(data_dir: str | None) -> Settings:
 
 @contextlib.contextmanager
 def _running_services(settings: Settings) -> Iterator[Settings]:
-    """``settings`` with database and Redis URLs, embedded servers started for the unset ones."""
+    """``settings`` with database and Redis URLs, embedded servers started for the unset ones,
+    and the data encryption keys installed (migrations and commands read secrets with them)."""
+    from handoffs.db.encryption import use_keys
+
+    try:
+        use_keys(settings.data_encryption_keys())
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
     with contextlib.ExitStack() as stack:
         try:
             svc = stack.enter_context(services(settings.data_dir, settings.database_url, settings.redis_url))
