@@ -7,6 +7,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from handoffs.db.encryption import SecretJSON, SecretText
 from handoffs.db.models import Account, StrEnumType  # registers every table on the metadata
 
 config = context.config
@@ -14,9 +15,11 @@ target_metadata = Account.metadata
 
 
 def render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
-    """Enum columns are plain strings in the database; render them so."""
+    """Enum columns are plain strings in the database, encrypted ones text; render them so."""
     if type_ == "type" and isinstance(obj, StrEnumType):
         return "sa.String(length=20)"
+    if type_ == "type" and isinstance(obj, SecretText | SecretJSON):
+        return "sa.Text()"
     return False
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from handoffs.app import create_app
 from handoffs.config import Settings
+from handoffs.db.encryption import use_keys
 from handoffs.db.engine import create_engine, create_sessionmaker, migrate
 from handoffs.domain.accounts.service import DEMO_PASSWORD, DEMO_USERS, seed_demo
 from tests.support.infra import TEST_DATA, TestServices, start_test_services
@@ -85,6 +86,7 @@ def settings(test_services: TestServices, tmp_path_factory: pytest.TempPathFacto
         # the production default allows neither. tests/api/test_outbound_urls.py runs without it.
         outbound_allowed_hosts=TEST_OUTBOUND_ALLOWED_HOSTS,
     )
+    use_keys(settings.data_encryption_keys())  # as every process does when it builds its runtime
     migrate(settings)
     return settings
 

@@ -1,4 +1,4 @@
-"""The `handoffs` command: dev, serve, worker, migrate, seed, create-user."""
+"""The `handoffs` command: dev, serve, worker, migrate, seed, create-user, rotate-secrets, data-key."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import uvloop
 
-from handoffs.config import Settings, get_settings
+from handoffs.config import ConfigError, Settings, get_settings
 from handoffs.embedded import EmbeddedServerError, services
 from handoffs.enums import JobTopic
 from handoffs.logs import configure_logging
@@ -29,7 +29,14 @@ def _settings(data_dir: str | None) -> Settings:
 
 @contextlib.contextmanager
 def _running_services(settings: Settings) -> Iterator[Settings]:
-    """``settings`` with database and Redis URLs, embedded servers started for the unset ones."""
+    """``settings`` with database and Redis URLs, embedded servers started for the unset ones,
+    and the data encryption keys installed (migrations and commands read secrets with them)."""
+    from handoffs.db.encryption import use_keys
+
+    try:
+        use_keys(settings.data_encryption_keys())
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
     with contextlib.ExitStack() as stack:
         try:
             svc = stack.enter_context(services(settings.data_dir, settings.database_url, settings.redis_url))
@@ -294,6 +301,67 @@ def create_user(
         except DomainError as exc:
             raise click.ClickException(exc.detail) from exc
         click.echo(f"created user {email} ({role}) with id {user_id}")
+
+
+@main.command("rotate-secrets")
+@data_dir_option
+@click.option(
+    "--batch-size", default=100, show_default=True, type=click.IntRange(1), help="Rows per transaction."
+)
+@click.option(
+    "--clear-unreadable",
+    is_flag=True,
+    help="Reset secrets no key reads (a lost key) to empty, for their admins to set again.",
+)
+def rotate_secrets(data_dir: str | None, batch_size: int, clear_unreadable: bool) -> None:
+    """Re-encrypt every PSA credential and chat webhook URL with the first DATA_ENCRYPTION_KEY.
+
+    Idempotent: rows already under the first key are left alone. Run it once every process has
+    the new key first in its list; then the old keys can be dropped (docs/deployment.md).
+    """
+    from handoffs.db.encryption import installed_keys, rotate
+    from handoffs.db.engine import create_engine
+
+    async def run(settings: Settings) -> None:
+        engine = create_engine(settings)
+        try:
+            done = await rotate(
+                engine, installed_keys(), batch_size=batch_size, clear_unreadable=clear_unreadable
+            )
+        finally:
+            await engine.dispose()
+        click.echo(f"rewrote {done.rewritten} rows with the first key ({done.current} were already under it)")
+        if done.cleared:
+            click.echo(f"cleared {done.cleared} rows no key could read: their admins have to set them again")
+        left = len(done.unreadable) - done.cleared
+        if left:
+            for name, account_id in done.unreadable:
+                click.echo(f"unreadable: {name} of account {account_id}", err=True)
+            raise click.ClickException(
+                f"{left} rows cannot be read with any configured key: add the key they were written "
+                "with, or run again with --clear-unreadable"
+            )
+
+    with _running_services(_settings(data_dir)) as settings:
+        asyncio.run(run(settings))
+
+
+@main.command("data-key")
+@data_dir_option
+@click.option(
+    "--derived",
+    is_flag=True,
+    help="Print the key derived from SECRET_KEY (what an installation without DATA_ENCRYPTION_KEY uses).",
+)
+def data_key(data_dir: str | None, derived: bool) -> None:
+    """Print a new DATA_ENCRYPTION_KEY (a Fernet key), or with --derived the one in use without it."""
+    from cryptography.fernet import Fernet
+
+    if derived:
+        settings = _settings(data_dir)
+        click.echo(settings.derived_data_key(settings.resolved_secret_key()))
+    else:
+        click.echo(Fernet.generate_key().decode("ascii"))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,13 +5,18 @@ Nothing else in the project reads ``os.environ``; code receives a ``Settings``.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, get_args, get_type_hints
+from typing import Any, ClassVar, get_args, get_type_hints
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from handoffs.integrations.outbound import OutboundPolicy
 from handoffs.pricing import ModelPrice, parse_prices
@@ -156,6 +161,40 @@ class Settings:
     """Host names, addresses and networks (``127.0.0.1, cw.internal.example, 10.20.0.0/16``) that PSA
     and chat calls may reach although private, and over plain http. Empty (the default): public
     https hosts only. Installation-wide; docs/security.md."""
+
+    # -- secrets at rest: PSA credentials, chat webhook URLs (handoffs.db.encryption) ----------
+    data_encryption_key: str = env("DATA_ENCRYPTION_KEY", "")
+    """Fernet keys, comma-separated: the first encrypts, every one decrypts (rotation:
+    docs/deployment.md). Empty: one key derived from SECRET_KEY (HKDF-SHA256), which is what
+    `handoffs dev` and the tests use; an installation sets its own, on every process alike."""
+
+    def data_encryption_keys(self) -> tuple[str, ...]:
+        """``DATA_ENCRYPTION_KEY`` as a list of Fernet keys, the encrypting one first; without it,
+        the one key derived from the secret key. A malformed entry is a ConfigError naming its
+        position, never its value."""
+        entries = [entry.strip() for entry in self.data_encryption_key.split(",") if entry.strip()]
+        if not entries:
+            return (self.derived_data_key(self.resolved_secret_key()),)
+        for position, entry in enumerate(entries, 1):
+            try:
+                Fernet(entry)
+            except (ValueError, TypeError):
+                raise ConfigError(
+                    f"DATA_ENCRYPTION_KEY: key {position} of {len(entries)} is not a Fernet key "
+                    "(32 bytes, url-safe base64); `handoffs data-key` prints a new one"
+                ) from None
+        return tuple(dict.fromkeys(entries))
+
+    #: HKDF's ``info`` for the key derived from the secret key: fixed, so every process derives
+    #: the same key; versioned, so another derivation is never mistaken for this one.
+    DERIVED_DATA_KEY_INFO: ClassVar[bytes] = b"handoffs data encryption key v1"
+
+    @classmethod
+    def derived_data_key(cls, secret_key: str) -> str:
+        """The Fernet key used when DATA_ENCRYPTION_KEY is unset: HKDF-SHA256 of the secret key
+        (no salt, ``info`` = ``DERIVED_DATA_KEY_INFO``, 32 bytes), url-safe base64."""
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=cls.DERIVED_DATA_KEY_INFO)
+        return base64.urlsafe_b64encode(hkdf.derive(secret_key.encode())).decode("ascii")
 
     def __post_init__(self) -> None:
         # Resolved once, here: embedded servers change folder before they open

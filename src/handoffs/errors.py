@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.utils.scope.state import ScopeState
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from handoffs.db.encryption import UnreadableSecret
 from handoffs.domain.text import NO_CONTROLS, codepoint, first_control
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,19 @@ def database_error_handler(request: Request[Any, Any, Any], exc: DBAPIError) -> 
     return internal_error_handler(request, exc)
 
 
+def unreadable_secret_handler(
+    request: Request[Any, Any, Any], exc: UnreadableSecret
+) -> Response[dict[str, Any]]:
+    """A stored secret no configured key decrypts: the installation's keys are wrong, not the
+    request. Said as such to the admin who asked (only admins read these settings), and logged."""
+    log.error("%s on %s %s", exc, request.method, request.url.path)
+    detail = (
+        f"The stored {exc.what} cannot be read with the configured DATA_ENCRYPTION_KEY: an operator "
+        'has to configure the key they were written with (docs/deployment.md, "Secrets at rest").'
+    )
+    return _json(HTTP_500_INTERNAL_SERVER_ERROR, {"detail": detail})
+
+
 def recursion_error_handler(request: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[str, Any]]:
     """A body nested so deeply that decoding it ran out of stack: the client's, a 400."""
     log.warning("refused a too deeply nested body on %s %s", request.method, request.url.path)
@@ -255,5 +269,6 @@ exception_handlers: dict[type[Exception] | int, Any] = {
     IntegrityError: integrity_error_handler,
     DBAPIError: database_error_handler,
     RecursionError: recursion_error_handler,
+    UnreadableSecret: unreadable_secret_handler,
     HTTP_500_INTERNAL_SERVER_ERROR: internal_error_handler,
 }

@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from handoffs.config import Settings
+from handoffs.db.encryption import use_keys
 from handoffs.db.engine import create_engine, create_sessionmaker
 from handoffs.events import EventBus
 from handoffs.jobs.queue import create_arq_pool
@@ -77,6 +78,7 @@ async def open_runtime(
     """Open the connections ``role`` needs. ``engine`` and ``redis``, when given, are the
     caller's (the API's plugin engine, arq's pool); the runtime disposes the engine but
     leaves a given Redis to its owner."""
+    use_keys(settings.data_encryption_keys())  # the encrypted columns' keys (handoffs.db.encryption)
     engines: list[AsyncEngine] = []
     if engine is None:
         engine = create_engine(settings, pre_ping=role != "worker")

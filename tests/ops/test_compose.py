@@ -30,5 +30,9 @@ def test_docker_compose_config_accepts_the_file() -> None:
     assert services["worker"]["command"] == ["handoffs", "worker"]
     secrets = {services[name]["environment"]["SECRET_KEY"] for name in ("api1", "api2", "worker")}
     assert len(secrets) == 1, "replicas and workers must share SECRET_KEY"
+    data_keys = {
+        services[name]["environment"]["DATA_ENCRYPTION_KEY"] for name in ("migrate", "api1", "api2", "worker")
+    }
+    assert len(data_keys) == 1, "the migration, replicas and workers must share DATA_ENCRYPTION_KEY"
     assert services["api1"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["api1"]["environment"]["SMTP_URL"] == "smtp://mailpit:1025"

@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from handoffs.db.encryption import SecretJSON, SecretText
 from handoffs.enums import (
     AssessmentStatus,
     DeliveryStatus,
@@ -339,7 +340,8 @@ class ChatIntegration(UUIDv7AuditBase):
     __tablename__ = "chat_integrations"
     account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), unique=True)
     kind: Mapped[str] = mapped_column(String(20), default="none")
-    webhook_url: Mapped[str] = mapped_column(String(2000), default="")
+    webhook_url: Mapped[str] = mapped_column(SecretText("chat webhook URL"), default="")
+    """Stored encrypted (a Fernet token, handoffs.db.encryption): whoever has the URL can post."""
     min_priority: Mapped[Priority] = mapped_column(StrEnumType(Priority), default=Priority.normal)
 
     def __repr__(self) -> str:  # the webhook URL stays out of logs and tracebacks
@@ -386,7 +388,8 @@ class PsaConnection(UUIDv7AuditBase):
     base_url: Mapped[str] = mapped_column(String(500), default="")
     settings: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     """Vendor options that are not secret: company id, escalated status name/id, auth URL."""
-    credentials: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
+    credentials: Mapped[dict[str, str]] = mapped_column(SecretJSON("PSA credentials"), default=dict)
+    """Stored encrypted: the JSON object as one Fernet token (handoffs.db.encryption)."""
     enabled: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
 
     def __repr__(self) -> str:  # credentials stay out of logs and tracebacks

@@ -26,6 +26,7 @@ from uuid import UUID
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
+from handoffs.db.encryption import UnreadableSecret
 from handoffs.db.models import (
     AISession,
     ChatDelivery,
@@ -93,9 +94,12 @@ async def _post(jc: JobContext, row: OutboxJob, attempt: int, _loaded: object) -
         if found is None:
             return "handoff is gone"
         handoff, session, creator = found
-        integration = await db.scalar(
-            select(ChatIntegration).where(ChatIntegration.account_id == row.account_id)
-        )
+        try:
+            integration = await db.scalar(
+                select(ChatIntegration).where(ChatIntegration.account_id == row.account_id)
+            )
+        except UnreadableSecret as exc:  # a wrong or missing DATA_ENCRYPTION_KEY: an operator's to fix
+            raise PermanentError(str(exc)) from None
         if integration is None or integration.kind == ChatKind.none or not integration.webhook_url:
             return "no chat integration for this account"
         if level == 0 and _PRIORITY_ORDER.index(handoff.priority) < _PRIORITY_ORDER.index(

@@ -27,6 +27,7 @@ from sqlalchemy import literal, select, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
 from handoffs import metrics
+from handoffs.db.encryption import UnreadableSecret
 from handoffs.db.models import PsaConnection, PsaSyncStep, SessionHandoff, User
 from handoffs.domain.handoffs.timeline import record
 from handoffs.domain.psa_connection.schemas import LAST_ERROR_KEY
@@ -83,7 +84,17 @@ async def _push(jc: JobContext, row: OutboxJob, attempt: int, _loaded: object) -
         if found is None:
             return "handoff is gone"
         handoff, creator_name = found
-        connection = await db.scalar(select(PsaConnection).where(PsaConnection.account_id == row.account_id))
+        try:
+            connection = await db.scalar(
+                select(PsaConnection).where(PsaConnection.account_id == row.account_id)
+            )
+        except UnreadableSecret as exc:
+            # A wrong or missing DATA_ENCRYPTION_KEY: nothing to retry until an operator fixes it
+            # (then `handoffs outbox --retry-failed`). The admins read it as the connection's last error.
+            failure = {"at": datetime.now(UTC).isoformat(), "handoff_id": str(handoff_id),
+                       "step": "credentials", "reason": str(exc), "detail": str(exc)}  # fmt: skip
+            await _set(jc, handoff_id, PsaSyncStatus.pending, str(exc), last_error=(row.account_id, failure))
+            raise PermanentError(str(exc)) from None
         ticket_id = handoff.session_snapshot.get("psa_ticket_id")
         adapter = adapter_for(connection, jc.http)
         if adapter is None or not ticket_id:

@@ -41,7 +41,8 @@ class PsaFailure(msgspec.Struct):
     at: str
     handoff_id: str
     step: str
-    """``escalation_note``, ``escalation_status``, ``resolution_note`` or ``resolution_status``."""
+    """``escalation_note``, ``escalation_status``, ``resolution_note`` or ``resolution_status``; ``credentials``
+    when the stored credentials could not be decrypted (a wrong DATA_ENCRYPTION_KEY)."""
     reason: str
     """What the handoff shows every engineer: ``Halo refused the credentials (403)``."""
     detail: str
