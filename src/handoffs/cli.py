@@ -110,6 +110,7 @@ async def _serve_with_worker(settings: Settings, host: str, port: int) -> None:
     config = uvicorn.Config(
         create_app(settings), host=host, port=port, log_level="info",
         log_config=uvicorn_log_config(settings.log_format),
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )  # fmt: skip
     server = uvicorn.Server(config)
     # Without a key the banner already said "offline assessor"; the worker need not warn again.
@@ -149,6 +150,9 @@ def serve(host: str, port: int, workers: int) -> None:
     uvicorn.run(
         "handoffs.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info",
         log_config=uvicorn_log_config(settings.log_format),
+        # Requests in flight get this long to finish after SIGTERM; live streams end at once
+        # (handoffs.stream.process), so they never hold a stop up to it.
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )  # fmt: skip
 
 

@@ -142,6 +142,9 @@ class Settings:
     log_format: str = env("LOG_FORMAT", "text")
     """``text``: one line per record; ``json``: one JSON object per line, with the request's or
     job's ids and secret-looking values masked (handoffs.logs, docs/deployment.md)."""
+    shutdown_grace_seconds: int = env("SHUTDOWN_GRACE_SECONDS", 20)
+    """How long a stopping API process lets requests in flight finish before it cancels them
+    (uvicorn's graceful-shutdown timeout); live streams end at once."""
 
     # -- the AI assessment -------------------------------------------------------------------
     anthropic_api_key: str | None = env("ANTHROPIC_API_KEY", None)
@@ -173,6 +176,8 @@ class Settings:
         object.__setattr__(self, "log_format", self.log_format.lower())
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
+        if self.shutdown_grace_seconds < 0:
+            raise ConfigError(f"SHUTDOWN_GRACE_SECONDS must be 0 or more, got {self.shutdown_grace_seconds}")
         self.price_table()  # a malformed AI_PRICES stops the start, not the first assessment
         self.outbound_policy()  # and a malformed OUTBOUND_ALLOWED_HOSTS too
 

@@ -1,13 +1,16 @@
-"""Logs: LOG_FORMAT=json lines (parse, ids bound, secrets masked), the request id, and the text format
-kept by default."""
+"""Logs: LOG_FORMAT=json lines (parse, ids bound, secrets masked), the request id, the text format
+kept by default, and a graceful shutdown bounded by SHUTDOWN_GRACE_SECONDS."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
 import logging
 import re
+import signal
+import socket
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -26,6 +29,7 @@ from handoffs.integrations.ai import OfflineAssessor
 from handoffs.logs import TEXT_FORMAT, JsonFormatter
 from tests.conftest import Api, settle
 from tests.support.replicas import Served, run_serve
+from tests.support.sse import open_stream, stream_http
 from tests.support.workers import run_jobs
 
 pytestmark = pytest.mark.slow
@@ -197,12 +201,18 @@ def test_text_logs_are_unchanged_by_default(settings: Settings, engine: AsyncEng
     with run_serve(settings) as served:
         response = httpx.get(f"{served.url}/health")
         assert HEX_ID.fullmatch(response.headers["x-request-id"])  # echoed in either format
+        served.proc.terminate()
+        served.proc.wait(timeout=30)
     lines = served.log().splitlines()
     assert not any(line.startswith("{") for line in lines)
     # uvicorn's lines as uvicorn writes them, ours in TEXT_FORMAT.
     assert any(
         re.fullmatch(r'INFO: +127\.0\.0\.1:\d+ - "GET /health HTTP/1\.1" 200( OK)?', line) for line in lines
     )
+    ours = re.compile(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO    handoffs\.stream\.hub: stopping: ended 0 live streams; .*"
+    )
+    assert any(ours.fullmatch(line) for line in lines), lines[-10:]
     assert TEXT_FORMAT == "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
@@ -273,6 +283,10 @@ def test_an_unknown_log_format_stops_the_start(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("LOG_FORMAT", "yaml")
     with pytest.raises(ConfigError, match="LOG_FORMAT must be one of text, json, got 'yaml'"):
         Settings.from_env()
+    monkeypatch.setenv("LOG_FORMAT", "text")
+    monkeypatch.setenv("SHUTDOWN_GRACE_SECONDS", "-1")
+    with pytest.raises(ConfigError, match="SHUTDOWN_GRACE_SECONDS must be 0 or more"):
+        Settings.from_env()
 
 
 async def test_a_jobs_lines_carry_its_job_id_and_function(
@@ -293,3 +307,62 @@ async def test_a_jobs_lines_carry_its_job_id_and_function(
     for line in started:
         assert line["job_id"] in line["message"]  # arq's "→ <job id>:<function>(…)"
     assert ready["job_id"] in {line["job_id"] for line in started}
+
+
+# -- graceful shutdown -----------------------------------------------------------------------------
+
+
+def _slow_login(url: str, password: str) -> tuple[socket.socket, bytes]:
+    """A sign-in whose headers and half its body are sent; returns the socket and the rest."""
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"email": "jane@acme.test", "password": password}).encode()
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    sock.sendall(
+        f"POST {API}/auth/login HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body[:10]
+    )
+    return sock, body[10:]
+
+
+def _response(sock: socket.socket) -> bytes:
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+async def test_sigterm_lets_a_request_in_flight_finish_and_exits_within_the_grace_period(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    grace = 3
+    with run_serve(settings, LOG_FORMAT="json", SHUTDOWN_GRACE_SECONDS=str(grace)) as served:
+        token = sign_in(served.url, "jane@acme.test")["access_token"]
+        async with stream_http() as http, open_stream(http, served.url, token) as stream:
+            await stream.ready()
+            finishing, rest = _slow_login(served.url, DEMO_PASSWORD)
+            stalled, _ = _slow_login(served.url, DEMO_PASSWORD)  # the rest of it never comes
+            await asyncio.sleep(0.3)  # both requests are being served
+            stopped = time.monotonic()
+            served.proc.send_signal(signal.SIGTERM)
+            # The stream ends at once (the hub), not at the end of the grace period.
+            await asyncio.wait_for(stream.ended.wait(), grace - 1)
+            assert stream.error is None
+            # A request in flight finishes after the signal: its client gets its answer.
+            await asyncio.sleep(0.5)
+            finishing.sendall(rest)
+            answer = await asyncio.to_thread(_response, finishing)
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+            # The stalled one holds the process until the grace period ends, and no longer.
+            code = await asyncio.to_thread(served.proc.wait, grace + 15)
+            took = time.monotonic() - stopped
+            stalled.close()
+            finishing.close()
+    assert code in (0, -signal.SIGTERM), code
+    assert grace - 0.5 < took < grace + 10, took
+    lines = json_lines(served.log())
+    messages = [line["message"] for line in lines]
+    assert any(m.startswith("stopping: ended 1 live streams") for m in messages), messages[-12:]
+    assert "Cancel 1 running task(s), timeout graceful shutdown exceeded" in messages, messages[-12:]
+    assert "Application shutdown complete." in messages, messages[-12:]
+    assert messages[-1].startswith("Finished server process")
