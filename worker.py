@@ -17,6 +17,7 @@ class WorkerSettings:
     cron_jobs = _options["cron_jobs"]
     on_startup = _options["on_startup"]
     on_shutdown = _options["on_shutdown"]
+    on_job_start = _options["on_job_start"]
     redis_settings = _options["redis_settings"]
     max_jobs = _options["max_jobs"]
     job_timeout = _options["job_timeout"]

@@ -11,7 +11,6 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.logging.config import LoggingConfig
 from litestar.openapi.config import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 
@@ -29,9 +28,10 @@ from handoffs.domain.sessions.controller import SessionController
 from handoffs.error_docs import ErrorResponses
 from handoffs.errors import exception_handlers
 from handoffs.health import HealthController
-from handoffs.logs import LOG_FORMAT
+from handoffs.logs import app_logging
 from handoffs.metrics_endpoint import MetricsController, prometheus_config
 from handoffs.outbox.relay import OutboxRelay
+from handoffs.request_id import install as install_request_id
 from handoffs.runtime import STATE_KEY, Runtime, open_runtime, runtime_of
 from handoffs.security.auth import TokenIssuer, create_jwt_auth
 from handoffs.security.csrf import csrf_middleware_for
@@ -86,7 +86,8 @@ def create_app(
         finally:
             await runtime.close()
 
-    return Litestar(
+    logging_setup = app_logging(settings.log_format)
+    app = Litestar(
         route_handlers=[
             HealthController,
             AuthController,
@@ -108,18 +109,11 @@ def create_app(
         ],
         template_config=template_config(),
         # ErrorResponses: the schema documents the refusals each operation can answer (error_docs).
-        plugins=[SQLAlchemyPlugin(config=alchemy), ErrorResponses()],
+        # LOG_FORMAT=json: structlog's plugin (handoffs.logs).
+        plugins=[SQLAlchemyPlugin(config=alchemy), ErrorResponses(), *logging_setup.plugins],
         on_app_init=[jwt_auth.on_app_init],
-        # One line format for the process, at the level the CLI set (`handoffs -v`: DEBUG);
-        # unhandled errors are logged by handoffs.errors.
-        logging_config=LoggingConfig(
-            formatters={"standard": {"format": LOG_FORMAT}},
-            root={
-                "handlers": ["queue_listener"],
-                "level": logging.getLevelName(logging.getLogger().getEffectiveLevel()),
-            },
-            log_exceptions="never",
-        ),
+        # The process's format (LOG_FORMAT), at the level the CLI set (`handoffs -v`: DEBUG).
+        logging_config=logging_setup.config,
         lifespan=[lifespan],
         dependencies={
             "settings": Provide(lambda: settings, sync_to_thread=False),
@@ -147,3 +141,7 @@ def create_app(
         cors_config=None if not settings.debug else CORSConfig(allow_origins=["*"]),
         debug=settings.debug,
     )
+    # Around everything, routing and the app's exception handler included: X-Request-ID on every
+    # response, and the id, method, path and user on every line logged while serving it.
+    install_request_id(app)
+    return app

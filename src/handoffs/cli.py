@@ -17,7 +17,7 @@ import uvloop
 from handoffs.config import ConfigError, Settings, get_settings
 from handoffs.embedded import EmbeddedServerError, services
 from handoffs.enums import JobTopic
-from handoffs.logs import configure_logging
+from handoffs.logs import configure_logging, uvicorn_log_config
 
 log = logging.getLogger("handoffs")
 
@@ -72,7 +72,11 @@ data_dir_option = click.option(
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
     """handoffs: hand AI troubleshooting sessions between helpdesk engineers."""
-    configure_logging(verbose=verbose)
+    try:
+        log_format = get_settings().log_format
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    configure_logging(log_format, verbose=verbose)
 
 
 @main.command()
@@ -110,7 +114,12 @@ async def _serve_with_worker(settings: Settings, host: str, port: int) -> None:
     from handoffs.integrations.ai import OfflineAssessor
     from handoffs.jobs.worker import worker_options
 
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="info"))
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, log_level="info",
+        log_config=uvicorn_log_config(settings.log_format),
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
     # Without a key the banner already said "offline assessor"; the worker need not warn again.
     extra_ctx = {} if settings.anthropic_api_key else {"assessor": OfflineAssessor()}
     worker = Worker(**worker_options(settings, extra_ctx=extra_ctx), handle_signals=False)
@@ -146,8 +155,12 @@ def serve(host: str, port: int, workers: int) -> None:
         folder.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
     uvicorn.run(
-        "handoffs.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info"
-    )
+        "handoffs.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info",
+        log_config=uvicorn_log_config(settings.log_format),
+        # Requests in flight get this long to finish after SIGTERM; live streams end at once
+        # (handoffs.stream.process), so they never hold a stop up to it.
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+    )  # fmt: skip
 
 
 @main.command()

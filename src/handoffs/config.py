@@ -21,6 +21,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from handoffs.integrations.outbound import OutboundPolicy
 from handoffs.pricing import ModelPrice, parse_prices
 
+#: ``LOG_FORMAT``'s values (handoffs.logs renders them).
+LOG_FORMATS = ("text", "json")
+
 
 class ConfigError(ValueError):
     """A setting has a value the service cannot use."""
@@ -140,6 +143,14 @@ class Settings:
     worker_metrics_host: str = env("WORKER_METRICS_HOST", "127.0.0.1")
     """Where the worker's metrics listen; ``0.0.0.0`` in a container on a private network."""
 
+    # -- logs and shutdown ----------------------------------------------------------------
+    log_format: str = env("LOG_FORMAT", "text")
+    """``text``: one line per record; ``json``: one JSON object per line, with the request's or
+    job's ids and secret-looking values masked (handoffs.logs, docs/deployment.md)."""
+    shutdown_grace_seconds: int = env("SHUTDOWN_GRACE_SECONDS", 20)
+    """How long a stopping API process lets requests in flight finish before it cancels them
+    (uvicorn's graceful-shutdown timeout); live streams end at once."""
+
     # -- the AI assessment -------------------------------------------------------------------
     anthropic_api_key: str | None = env("ANTHROPIC_API_KEY", None)
     anthropic_model: str = env("ANTHROPIC_MODEL", "claude-sonnet-5-5")
@@ -201,6 +212,11 @@ class Settings:
         # their files, so a relative folder would point somewhere else for them.
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().absolute())
         object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
+        object.__setattr__(self, "log_format", self.log_format.lower())
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
+        if self.shutdown_grace_seconds < 0:
+            raise ConfigError(f"SHUTDOWN_GRACE_SECONDS must be 0 or more, got {self.shutdown_grace_seconds}")
         self.price_table()  # a malformed AI_PRICES stops the start, not the first assessment
         self.outbound_policy()  # and a malformed OUTBOUND_ALLOWED_HOSTS too
 

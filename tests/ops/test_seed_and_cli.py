@@ -20,7 +20,7 @@ from handoffs.config import Settings
 from handoffs.db.models import Account, Team, User
 from handoffs.domain.accounts.service import DEMO_USERS, seed_demo
 from tests.conftest import Api
-from tests.support.replicas import ROOT, log_dir, run_cli
+from tests.support.replicas import ROOT, run_cli
 
 
 async def _snapshot(db: AsyncSession) -> list[tuple[str, ...]]:
@@ -161,30 +161,13 @@ async def _copy_open_handoff(
 def test_handoffs_serve_answers_on_the_port_it_is_given(settings: Settings, engine: AsyncEngine) -> None:
     import httpx
 
-    from handoffs.embedded import free_port
-    from tests.support.replicas import replica_env, wait_served
+    from tests.support.replicas import run_serve
 
-    for _ in range(3):
-        port = free_port()  # `serve` takes a port number, as an operator gives it
-        url = f"http://127.0.0.1:{port}"
-        log_path = log_dir() / f"serve-{port}.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "handoffs.cli", "serve", "--port", str(port)],
-                cwd=ROOT, env=replica_env(settings), stdout=log, stderr=log,
-            )  # fmt: skip
-        try:
-            if not wait_served(url, proc, log_path, "handoffs serve", timeout=60):
-                continue  # the port went to someone else before serve bound it: another one
-            login = httpx.post(
-                f"{url}/api/v1/auth/login", json={"email": "jane@acme.test", "password": "demo"}
-            )
-            assert login.status_code == 200
-            return
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-    pytest.fail("three free ports in a row were taken before handoffs serve could bind them")
+    with run_serve(settings) as served:
+        login = httpx.post(
+            f"{served.url}/api/v1/auth/login", json={"email": "jane@acme.test", "password": "demo"}
+        )
+        assert login.status_code == 200
 
 
 async def test_a_unix_socket_database_url_works_as_documented(tmp_path: Path) -> None:

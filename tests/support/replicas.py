@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 from handoffs.config import Settings
 from tests.support.ports import listening_socket, port_of
@@ -154,3 +155,48 @@ def run_replicas(settings: Settings, count: int = 2, **env: str) -> Iterator[lis
     """Start ``count`` API processes; yield their base URLs; stop them on exit."""
     with run_replica_processes(settings, count, **env) as replicas:
         yield [r.url for r in replicas]
+
+
+@dataclass
+class Served:
+    """A `handoffs serve` process: its base URL, process and log file."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def run_serve(settings: Settings, *args: str, **env: str) -> Iterator[Served]:
+    """`handoffs serve` as an operator starts it, on a port number; SIGTERM (then SIGKILL) on exit.
+
+    A free port can go to another test worker before serve binds it: three ports are tried.
+    """
+    from handoffs.embedded import free_port
+
+    for _ in range(3):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log_path = log_dir() / f"serve-{port}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "handoffs.cli", "serve", "--port", str(port), *args],
+                cwd=ROOT, env=replica_env(settings, **env), stdout=log, stderr=log,
+            )  # fmt: skip
+        try:
+            if not wait_served(url, proc, log_path, "handoffs serve", timeout=60):
+                continue  # the port went to someone else before serve bound it: another one
+            yield Served(url, proc, log_path)
+            return
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+    pytest.fail("three free ports in a row were taken before handoffs serve could bind them")

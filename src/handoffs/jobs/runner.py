@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import Token
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from arq import Retry
 from sqlalchemy import Row, any_, bindparam, select, update
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from handoffs import metrics
 from handoffs.db.engine import UUID_ARRAY
@@ -128,16 +130,18 @@ async def run_outbox_job(
         seen.outcome = "error"  # cancelled at its timeout, or the worker is shutting down
         raise
     finally:
+        reset_contextvars(**seen.bound)
         metrics.JOBS.labels(seen.topic, seen.outcome).inc()
         metrics.JOB_SECONDS.labels(seen.topic).observe(time.perf_counter() - started)
 
 
 @dataclass(slots=True)
 class _Seen:
-    """What the metrics say of an attempt."""
+    """What the metrics say of an attempt, and what its log lines are bound to (``function``)."""
 
     topic: str = "unknown"
     outcome: str = "done"
+    bound: Mapping[str, Token[Any]] = field(default_factory=dict)
 
 
 async def _run(
@@ -156,6 +160,8 @@ async def _run(
         seen.outcome = "gone"
         return "outbox row is gone"
     seen.topic = row.topic
+    # With the job's id (bound by the worker's on_job_start): LOG_FORMAT=json lines name both.
+    seen.bound = bind_contextvars(function=row.topic)
     if row.status in (OutboxStatus.done, OutboxStatus.failed):
         seen.outcome = "duplicate"
         return f"already {row.status.value}"

@@ -11,6 +11,7 @@ import uvloop
 from anthropic import AsyncAnthropic
 from arq import Worker, cron
 from prometheus_client import start_http_server
+from structlog.contextvars import bind_contextvars
 
 from handoffs.config import Settings
 from handoffs.enums import JobTopic
@@ -85,6 +86,11 @@ def worker_options(settings: Settings, *, extra_ctx: dict[str, Any] | None = Non
             )
             log.info("worker metrics on %s:%d", settings.worker_metrics_host, settings.worker_metrics_port)
 
+    async def on_job_start(ctx: dict[str, Any]) -> None:
+        # arq runs each job in a task of its own, and the job's function in a task made after
+        # this: arq's lines of the job and ours carry its id (LOG_FORMAT=json), and no other's.
+        bind_contextvars(job_id=ctx["job_id"])
+
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         jc: JobContext | None = ctx.get(CTX_KEY)
         if jc is None:
@@ -110,6 +116,7 @@ def worker_options(settings: Settings, *, extra_ctx: dict[str, Any] | None = Non
         ],
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
+        "on_job_start": on_job_start,
         "redis_settings": redis_settings(settings),
         "max_jobs": settings.worker_max_jobs,
         "job_timeout": settings.job_timeout_seconds,

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from handoffs.config import Settings
 from handoffs.db.models import User
 from handoffs.enums import Role
+from handoffs.request_id import bind_user
 from handoffs.runtime import STATE_KEY
 from handoffs.security.cookies import CSRF_COOKIE, SESSION_COOKIE, csrf_token_for
 from handoffs.security.revocation import is_revoked
@@ -54,6 +55,8 @@ def create_jwt_auth(settings: Settings, alchemy: SQLAlchemyAsyncConfig) -> JWTCo
         # request opens one connection, not two.
         db = alchemy.provide_session(connection.app.state, connection.scope)
         user: User | None = await db.scalar(select(User).where(User.id == user_id, User.is_active.is_(True)))
+        if user is not None:
+            bind_user(user.account_id, user.id)  # the request's later log lines name them
         return user
 
     return JWTCookieAuth[User](

@@ -161,10 +161,16 @@ class EventHub:
 
     def close_streams(self) -> None:
         """End every SSE response (server shutdown): clients reconnect elsewhere with Last-Event-ID."""
+        first = not self._closing
         self._closing = True
+        ended = 0
         for channel in list(self._channels.values()):
             for sub in list(channel.subs):
-                sub.close()
+                if not sub.closed:
+                    sub.close()
+                    ended += 1
+        if first:
+            log.info("stopping: ended %d live streams; their clients reconnect to another replica", ended)
 
     # -- clients ----------------------------------------------------------------
 

@@ -16,7 +16,7 @@ def chain_shutdown_signals(on_stop: Callable[[], None]) -> Callable[[], None]:
 
     uvicorn waits for open responses before it runs the lifespan shutdown,
     and an event stream never ends by itself: without this a SIGTERM would
-    hang until the graceful-shutdown timeout. The server's own handler
+    hang until the graceful-shutdown timeout (``SHUTDOWN_GRACE_SECONDS``). The server's own handler
     still runs, after ours. Off the main thread (a test client) nothing is chained.
     """
     if threading.current_thread() is not threading.main_thread():
