@@ -48,7 +48,11 @@ def do_run_migrations(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    engine = create_async_engine(str(config.get_main_option("sqlalchemy.url")), poolclass=pool.NullPool)
+    engine = create_async_engine(
+        str(config.get_main_option("sqlalchemy.url")),
+        poolclass=pool.NullPool,
+        connect_args=config.attributes.get("connect_args", {}),  # handoffs.db.engine.alembic_config
+    )
     async with engine.connect() as connection:
         await connection.run_sync(do_run_migrations)
     await engine.dispose()

@@ -82,6 +82,7 @@ def settings(test_services: TestServices, tmp_path_factory: pytest.TempPathFacto
         data_dir=tmp_path_factory.mktemp("data"),
         db_pool_size=5,
         db_max_overflow=15,
+        db_pgbouncer=test_services.pgbouncer,
         # The fake PSA and chat servers listen on this machine, over plain http (tests/support):
         # the production default allows neither. tests/api/test_outbound_urls.py runs without it.
         outbound_allowed_hosts=TEST_OUTBOUND_ALLOWED_HOSTS,

@@ -48,9 +48,7 @@ async def test_another_runs_test_database_is_kept_and_only_a_day_old_one_is_drop
 ) -> None:
     import time
 
-    import asyncpg
-
-    from tests.support.infra import asyncpg_dsn, drop_database, recreate_database
+    from tests.support.infra import admin_connect, drop_database, recreate_database
 
     now = int(time.time())
     elsewhere = f"handoffs_test_{now - 600}_otherrun0000_gw3"  # a live run on another machine
@@ -60,7 +58,7 @@ async def test_another_runs_test_database_is_kept_and_only_a_day_old_one_is_drop
         await recreate_database(test_services.admin_url, name)
     try:
         await recreate_database(test_services.admin_url, mine)
-        conn = await asyncpg.connect(asyncpg_dsn(test_services.admin_url))
+        conn = await admin_connect(test_services.admin_url)
         try:
             names = {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")}
         finally:

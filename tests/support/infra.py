@@ -2,7 +2,8 @@
 
 Each pytest-xdist worker gets its own database (migrated from scratch) and its
 own Redis (an embedded server, or a numbered database of the given one), so
-workers never see each other's rows or keys.
+workers never see each other's rows or keys. ``DATABASE_URL`` may lead to PgBouncer in
+transaction mode (with ``DB_PGBOUNCER=1``): databases are created and dropped through it too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import psutil
 
+from handoffs.config import Settings
 from handoffs.embedded import EmbeddedPostgres, EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,9 +72,19 @@ def _stale(name: str) -> bool:
     return pid.isdigit() and not psutil.pid_exists(int(pid))
 
 
+async def admin_connect(admin_url: str) -> asyncpg.Connection:
+    """A plain asyncpg connection to ``admin_url``, PostgreSQL's or PgBouncer's.
+
+    No statement cache: through PgBouncer a cached (named) statement stays behind on the
+    server connection for the next client (handoffs.db.engine.connect_args). CREATE and DROP
+    DATABASE run outside a transaction, one statement each, so transaction pooling passes them.
+    """
+    return await asyncpg.connect(asyncpg_dsn(admin_url), statement_cache_size=0)
+
+
 async def recreate_database(admin_url: str, name: str) -> None:
     """Create this worker's database, and drop ones that test runs left more than a day ago."""
-    conn = await asyncpg.connect(asyncpg_dsn(admin_url))
+    conn = await admin_connect(admin_url)
     try:
         for row in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'handoffs_test_%'"):
             if _stale(row["datname"]):
@@ -84,7 +96,7 @@ async def recreate_database(admin_url: str, name: str) -> None:
 
 
 async def drop_database(admin_url: str, name: str) -> None:
-    conn = await asyncpg.connect(asyncpg_dsn(admin_url))
+    conn = await admin_connect(admin_url)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -99,6 +111,8 @@ class TestServices:
     redis_url: str
     postgres: EmbeddedPostgres | None
     redis: EmbeddedRedis | None
+    pgbouncer: bool = False
+    """``admin_url`` leads to PgBouncer in transaction mode (``DB_PGBOUNCER``)."""
 
     @property
     def database_url(self) -> str:
@@ -127,7 +141,9 @@ def start_test_services() -> TestServices:
         redis_url = redis.start()
     else:
         redis_url = worker_redis_url(redis_url)
-    return TestServices(admin_url, name, redis_url, postgres, redis)
+    # Read as the service reads it; without DATABASE_URL it would lead to the embedded server.
+    pgbouncer = postgres is None and Settings.from_env().db_pgbouncer
+    return TestServices(admin_url, name, redis_url, postgres, redis, pgbouncer)
 
 
 def worker_redis_url(shared_url: str) -> str:

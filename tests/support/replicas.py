@@ -45,6 +45,7 @@ def replica_env(settings: Settings, **extra: str) -> dict[str, str]:
         # parallel workers stay within a stock PostgreSQL's 100 connections.
         DB_POOL_SIZE="5",
         DB_MAX_OVERFLOW="25",
+        DB_PGBOUNCER="1" if settings.db_pgbouncer else "0",
     )
     env.update(extra)  # callers may override any of the above
     return env

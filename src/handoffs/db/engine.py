@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -39,12 +40,31 @@ def create_engine(
     """
     return create_async_engine(
         settings.sqlalchemy_url,
+        connect_args=connect_args(settings),
         hide_parameters=True,
         pool_size=settings.db_pool_size if pool_size is None else pool_size,
         max_overflow=settings.db_max_overflow if max_overflow is None else max_overflow,
         pool_pre_ping=pre_ping,
         pool_recycle=1800,
     )
+
+
+def connect_args(settings: Settings) -> dict[str, Any]:
+    """asyncpg's arguments: behind PgBouncer (``DB_PGBOUNCER``), no statement cache at all.
+
+    In transaction pooling mode the next transaction may run on another server connection, one
+    that other processes used before. asyncpg names its statements by a counter per process and
+    keeps them there: the next process's ``__asyncpg_stmt_1__`` "already exists", or a kept one
+    "does not exist" where the next transaction lands. With both caches off (SQLAlchemy's and
+    asyncpg's), each statement is PostgreSQL's unnamed one and asyncpg sends its Parse again
+    with its Bind: one statement, one exchange with one server connection, nothing named left
+    on any. SQLAlchemy's recipe (uuid names) avoids the clash but leaves every statement on the
+    server, hence its advice of NullPool and ``DISCARD``; without names the pool can stay.
+    The price: PostgreSQL parses every statement on every execution.
+    """
+    if not settings.db_pgbouncer:
+        return {}
+    return {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -56,6 +76,8 @@ def alembic_config(settings: Settings) -> Config:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     # ConfigParser treats % as interpolation; URLs may contain %-escapes.
     cfg.set_main_option("sqlalchemy.url", settings.sqlalchemy_url.replace("%", "%%"))
+    # migrations/env.py connects with these: migrations may run through PgBouncer too.
+    cfg.attributes["connect_args"] = connect_args(settings)
     return cfg
 
 
