@@ -293,3 +293,24 @@ async def test_the_open_streams_gauge_counts_clients_in_and_out(hub: EventHub) -
     for sub in subs[1:]:
         sub.release()
     assert gauge() == start
+
+
+async def test_assessment_deltas_never_push_a_slow_client_into_a_resync(hub: EventHub) -> None:
+    from handoffs.stream.subscription import Frame
+
+    sub = hub.subscribe(str(uuid4()))  # the hub's queue holds 4 (the fixture)
+    sub.activate((0, 0))
+    for n in range(10):  # a burst of deltas: at most half the queue, the rest left out
+        sub.offer(Frame((0, 0), b"delta %d" % n, live=True))
+    assert (sub.queued, sub.live_dropped) == (2, 8)
+    for n in range(1, 5):  # events that matter: the deltas make room for them first
+        sub.offer(Frame((1, n), b"event %d" % n))
+    assert sub.queued == 4
+    parts = sub.take()
+    assert parts == [b"event 1", b"event 2", b"event 3", b"event 4"]
+    assert not any(b"resync" in p for p in parts)
+    # Past the queue, a real event still resyncs the client as before.
+    for n in range(5, 10):
+        sub.offer(Frame((1, n), b"event %d" % n))
+    assert b"resync" in b"".join(sub.take())
+    sub.release()

@@ -37,7 +37,8 @@ async def run_jobs(
     """
     options = worker_options(replace(settings, ladder_sweep_seconds=0), extra_ctx=extra_ctx)
     options["cron_jobs"] = []  # the sweep has its own tests
-    worker = Worker(**options, burst=True, poll_delay=0.02, handle_signals=False)
+    options["poll_delay"] = 0.02
+    worker = Worker(**options, burst=True, handle_signals=False)
     try:
         await asyncio.wait_for(worker.main(), seconds)
     finally:

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("clean_redis")
 async def test_escalation_gets_its_offline_assessment_then_its_event(
     api: Api, settings: Settings, redis: Any
 ) -> None:
-    worker = Worker(**worker_options(fast_settings(settings)), poll_delay=0.05, handle_signals=False)
+    worker = Worker(**worker_options(fast_settings(settings, worker_poll_seconds=0.05)), handle_signals=False)
     running = asyncio.create_task(worker.async_run())
     try:
         session = await api.new_session("jane", psa_ticket_id="777", problem_summary="Outlook will not open")

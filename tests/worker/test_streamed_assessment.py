@@ -371,3 +371,19 @@ async def test_with_streaming_off_one_plain_request_stores_the_same_assessment(
     assert "stream" not in fake.requests[0]
     assert (await _row(db, handoff)).assessment_status == "ready"
     assert await redis.get(partial_assessment_key(handoff["id"]) + ":seq") is None  # no delta was sent
+
+
+async def test_the_assessment_goes_ahead_of_a_burst_of_other_jobs(
+    api: Api, db: AsyncSession, redis: Any
+) -> None:
+    """arq starts queued jobs by score: each escalation's assessment is queued ahead of the emails,
+    PSA notes and chat posts of the escalations before it (what a senior watches arrive first)."""
+    from arq.constants import default_queue_name
+
+    for _ in range(3):
+        await _escalate(api)
+    topics = {str(i): t for i, t in await db.execute(select(OutboxMessage.id, OutboxMessage.topic))}
+    queued = [topics[job.decode()] for job in await redis.zrange(default_queue_name, 0, -1)]
+    assert queued.count("enrich_escalation") == 3
+    assert len(queued) > 3, queued
+    assert queued[:3] == ["enrich_escalation"] * 3, queued

@@ -119,6 +119,7 @@ def worker_options(settings: Settings, *, extra_ctx: dict[str, Any] | None = Non
         "on_job_start": on_job_start,
         "redis_settings": redis_settings(settings),
         "max_jobs": settings.worker_max_jobs,
+        "poll_delay": settings.worker_poll_seconds,
         "job_timeout": settings.job_timeout_seconds,
         # Our runner gives up (and records why) at job_max_attempts; arq's cap is only a backstop.
         "max_tries": settings.job_max_attempts + 1,

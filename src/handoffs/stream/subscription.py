@@ -61,6 +61,7 @@ class Subscription:
         "dropped",
         "ended",
         "keepalive_due",
+        "live_dropped",
         "name",
         "owner",
     )
@@ -91,6 +92,8 @@ class Subscription:
         """Set when the stream was ended because its owner may no longer read it."""
         self.keepalive_due = False
         self.dropped = 0
+        self.live_dropped = 0
+        """Assessment deltas left out for a client that was behind (superseded, not lost)."""
         self._released = False
 
     # -- hub side: never blocks, never awaits ---------------------------------
@@ -101,7 +104,20 @@ class Subscription:
         self._wake()
 
     def offer(self, frame: Frame) -> None:
-        if len(self._buf) >= self._max:
+        buf = self._buf
+        if frame.live:
+            # An assessment delta is superseded by the next one (each carries all written so far)
+            # and by the final assessment: behind a burst it is dropped, never worth a resync,
+            # and it never fills more than half the queue.
+            if len(buf) >= self._max // 2:
+                self.live_dropped += 1
+                return
+            buf.append(frame)
+            self._wake()
+            return
+        if len(buf) >= self._max and any(f.live for f in buf):
+            self._buf = buf = deque(f for f in buf if not f.live)  # deltas make room first
+        if len(buf) >= self._max:
             # Too slow: what is queued is stale anyway. Drop it and tell the
             # client to reload once it reads again.
             self.dropped += len(self._buf) + 1
