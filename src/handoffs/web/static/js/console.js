@@ -33,6 +33,8 @@ function announce(text) {
 }
 
 document.getElementById("logout").addEventListener("click", async () => {
+  // Signing out ends this session's stream (access_ended), whose reload would race the move to /login.
+  stream.leave?.();
   try {
     await api("POST", "/api/v1/auth/logout");
   } finally {

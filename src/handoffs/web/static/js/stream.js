@@ -110,7 +110,15 @@ export class LiveStream {
     this.source = null;
     clearTimeout(this.retryTimer);
     this.setState("ended");
-    location.reload();
+    if (!this.leaving) location.reload();
+  }
+
+  /** The page is going elsewhere (signing out): close, and let the page's own navigation win. */
+  leave() {
+    this.leaving = true;
+    if (this.source) this.source.close();
+    this.source = null;
+    clearTimeout(this.retryTimer);
   }
 
   setState(state) {
