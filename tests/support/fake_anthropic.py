@@ -99,6 +99,8 @@ class Streamed:
     first_delay: float = 0.0
     cut_after: int | None = None
     error: str | None = None
+    broken_json: str | None = None
+    """Sent as the tool's input chunks instead of the message's (JSON no parser can finish)."""
 
 
 def sse_events(answer: Streamed) -> list[tuple[str, dict[str, Any]]]:
@@ -122,7 +124,7 @@ def sse_events(answer: Streamed) -> list[tuple[str, dict[str, Any]]]:
         else:
             events.append(("content_block_start", {"type": "content_block_start", "index": index,
                            "content_block": {**block, "input": {}}}))  # fmt: skip
-            raw = json.dumps(block["input"])
+            raw = answer.broken_json if answer.broken_json is not None else json.dumps(block["input"])
             for i in range(0, len(raw), answer.chunk):
                 events.append(("content_block_delta", {"type": "content_block_delta", "index": index,
                                "delta": {"type": "input_json_delta", "partial_json": raw[i : i + answer.chunk]}}))  # fmt: skip

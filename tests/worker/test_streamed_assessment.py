@@ -387,3 +387,17 @@ async def test_the_assessment_goes_ahead_of_a_burst_of_other_jobs(
     assert queued.count("enrich_escalation") == 3
     assert len(queued) > 3, queued
     assert queued[:3] == ["enrich_escalation"] * 3, queued
+
+
+async def test_tool_input_that_is_not_json_counts_as_invalid_output(
+    api: Api, db: AsyncSession, settings: Settings
+) -> None:
+    handoff = await _escalate(api)
+    broken = message(VALID_OUTPUT)
+    broken["content"][0]["input"] = {"assessment": {}}  # replaced below by raw, broken JSON
+    fake = FakeMessagesAPI(
+        Streamed(broken, broken_json='{"assessment": {"likely_cause": ]]'), message(VALID_OUTPUT)
+    )
+    await run_jobs(_ai(settings), extra_ctx={"assessor": fake.assessor()})
+    assert (await _row(db, handoff)).assessment_status == "ready"
+    assert len(fake.requests) == 2

@@ -57,10 +57,17 @@ class AnthropicAssessor:
             tool_choice=tool_choice, messages=messages,
         ) as stream:  # fmt: skip
             finished = False
-            async for event in stream:
-                if event.type == "input_json" and progress is not None and isinstance(event.snapshot, dict):
-                    progress(event.snapshot)
-                finished = event.type == "message_stop"
+            try:
+                async for event in stream:
+                    if (
+                        event.type == "input_json"
+                        and progress is not None
+                        and isinstance(event.snapshot, dict)
+                    ):
+                        progress(event.snapshot)
+                    finished = event.type == "message_stop"
+            except ValueError as exc:  # the SDK's partial-JSON parse of the tool input gave up
+                raise InvalidModelOutput(f"the model's {TOOL_NAME} input was not JSON") from exc
             if not finished:
                 # The connection ended cleanly but the answer did not (no message_stop).
                 raise AnswerCutOff("the AI service's answer was cut off")
