@@ -228,10 +228,11 @@ class AppLogging(NamedTuple):
 def app_logging(log_format: str) -> AppLogging:
     """The API's logging, at the level the CLI set (``handoffs -v``: DEBUG), through Litestar's queue
     handler. Unhandled errors are logged by handoffs.errors, not by Litestar (``log_exceptions``)."""
-    root: dict[str, Any] = {
-        "handlers": ["queue_listener"],
-        "level": logging.getLevelName(logging.getLogger().getEffectiveLevel()),
-    }
+    current = logging.getLogger()
+    # A process the CLI did not set up (a `serve --workers N` child, spawned afresh) has Python's
+    # WARNING default: take INFO there, as the CLI would, or the app's INFO lines vanish.
+    level = current.getEffectiveLevel() if current.handlers else logging.INFO
+    root: dict[str, Any] = {"handlers": ["queue_listener"], "level": logging.getLevelName(level)}
     if log_format != "json":
         return AppLogging(
             LoggingConfig(

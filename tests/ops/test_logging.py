@@ -366,3 +366,26 @@ async def test_sigterm_lets_a_request_in_flight_finish_and_exits_within_the_grac
     assert "Cancel 1 running task(s), timeout graceful shutdown exceeded" in messages, messages[-12:]
     assert "Application shutdown complete." in messages, messages[-12:]
     assert messages[-1].startswith("Finished server process")
+
+
+def test_an_app_built_in_a_process_the_cli_did_not_set_up_still_logs_info(settings: Settings) -> None:
+    """``serve --workers N`` spawns fresh processes that build the app without the CLI's logging
+    set-up: Python's WARNING default would drop every INFO line of the app."""
+    import subprocess
+    import sys
+
+    from tests.support.replicas import ROOT, replica_env
+
+    probe = (
+        "import logging, time\n"
+        "from handoffs.app import create_app\n"
+        "create_app()\n"
+        "logging.getLogger('handoffs.probe').info('probe line from a fresh process')\n"
+        "time.sleep(0.3)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=replica_env(settings),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "probe line from a fresh process" in done.stdout + done.stderr
