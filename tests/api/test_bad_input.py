@@ -263,6 +263,17 @@ CASES = [
     ),
     # -- the other C0 controls (an escape sequence, a backspace to forge a log line, ...)
     case("session-title-escape", "jane", "POST", SESSIONS, {"title": "\u001b[31mred"}, "(U+001B)", {400}),
+    # -- DEL and the C1 controls: invisible, and CSI (U+009B) starts an escape sequence on its own
+    case("session-title-csi", "jane", "POST", SESSIONS, {"title": "\u009b31mred"}, "(U+009B)", {400}),
+    case(
+        "session-summary-del",
+        "jane",
+        "POST",
+        SESSIONS,
+        {"title": "ok", "problem_summary": "a\u007fb"},
+        "(U+007F)",
+        {400},
+    ),
     case(
         "message-content-backspace",
         "jane",

@@ -18,8 +18,10 @@ from typing import Annotated
 import msgspec
 from litestar.params import QueryParameter
 
-#: The refused characters, as a regex character class body: U+0000-U+001F but U+0009, U+000A, U+000D.
-CONTROLS = r"\x00-\x08\x0b\x0c\x0e-\x1f"
+#: The refused characters, as a regex character class body: the C0 controls U+0000-U+001F but
+#: U+0009, U+000A, U+000D; DEL (U+007F) and the C1 controls U+0080-U+009F (invisible, never typed,
+#: and what some terminals read as escape sequences: CSI is U+009B).
+CONTROLS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
 #: What every text field matches (an ECMA-compatible regex, so OpenAPI clients read it the same way).
 NO_CONTROLS = rf"^[^{CONTROLS}]*$"
 

@@ -175,7 +175,11 @@ async def _run(
             # transient error rather than let arq fail the job and keep that
             # result, which would block a re-dispatch of this id for an hour.
             log.exception("%s %s: unexpected error on attempt %d", row.topic, row.id, attempt)
-            raise TransientError(f"unexpected {type(exc).__name__}: {exc}"[:500]) from exc
+            # The reason reaches people (psa_sync_error, the timeline): the class, never the message,
+            # which may quote a driver's or a vendor's words; the log above has the whole error.
+            raise TransientError(
+                f"an unexpected error ({type(exc).__name__}); the worker's log has it"
+            ) from exc
     except TransientError as exc:
         limit = min(exc.max_attempts or jc.settings.job_max_attempts, jc.settings.job_max_attempts)
         if attempt < limit:
