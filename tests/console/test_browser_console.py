@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,27 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handoffs.config import Settings
 from handoffs.db.models import SessionHandoff
 from tests.conftest import Actor
-from tests.support.browser import DESKTOP, PHONE, Console, artifact, open_console
+from tests.support.browser import DESKTOP, PHONE, Console, Open, artifact
 from tests.support.workers import fast_settings, run_jobs
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_redis")]
-
-Open = Callable[..., Awaitable[Console]]
-
-
-@pytest.fixture
-async def window(chromium: Any) -> AsyncIterator[Open]:
-    """Opens a signed-in browser window; every window is closed after the test."""
-    opened: list[Console] = []
-
-    async def open_window(base_url: str, email: str, **options: Any) -> Console:
-        console = await open_console(chromium, base_url, email, **options)
-        opened.append(console)
-        return console
-
-    yield open_window
-    for console in opened:
-        await console.close()
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ scripts run, which the CSP allows)."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,28 +20,13 @@ from handoffs.db.models import SessionHandoff
 from handoffs.jobs.ladder import step_up_due
 from tests.conftest import Actor
 from tests.console.test_browser_console import escalate_by_api, expect
-from tests.support.browser import PHONE, Console, artifact, open_console
+from tests.support.browser import PHONE, Console, Open, artifact
 from tests.support.polling import wait_for
 from tests.support.workers import job_context
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_redis")]
 
-Open = Callable[..., Awaitable[Console]]
 POLICY = "/api/v1/escalation-policy"
-
-
-@pytest.fixture
-async def window(chromium: Any) -> AsyncIterator[Open]:
-    opened: list[Console] = []
-
-    async def open_window(base_url: str, email: str, **options: Any) -> Console:
-        console = await open_console(chromium, base_url, email, **options)
-        opened.append(console)
-        return console
-
-    yield open_window
-    for console in opened:
-        await console.close()
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -186,3 +186,7 @@ def start_replica(settings: Settings, port: int = 0, **env: str) -> Replica:
         replica.stop()
         raise
     return replica
+
+
+Open = Callable[..., Awaitable["Console"]]
+"""The ``window`` fixture (tests/console/conftest.py): ``await window(base_url, email, **options)``."""
