@@ -225,13 +225,14 @@ class FakeMessagesAPI:
             usage["input_tokens"] = max(1, usage["input_tokens"] - tokens)
         return {**msg, "usage": usage}
 
-    def assessor(self) -> AnthropicAssessor:
+    def assessor(self, model: str = MODEL, *, streaming: bool = True) -> AnthropicAssessor:
+        """The real assessor, its SDK client talking to this fake."""
         client = AsyncAnthropic(
             api_key="sk-ant-test",
             http_client=httpx.AsyncClient(transport=httpx.MockTransport(self.handler)),
             max_retries=0,
         )
-        return AnthropicAssessor(client, MODEL)
+        return AnthropicAssessor(client, model, streaming=streaming)
 
 
 class HangingMessagesServer:

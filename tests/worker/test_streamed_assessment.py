@@ -282,18 +282,9 @@ async def test_the_second_escalation_reads_the_prefix_from_the_cache_and_costs_l
 
 
 async def test_a_model_too_small_to_cache_gets_no_marker(api: Api, settings: Settings) -> None:
-    from anthropic import AsyncAnthropic
-
-    from handoffs.integrations.ai import AnthropicAssessor
-
     await _escalate(api)
     fake = FakeMessagesAPI(message(VALID_OUTPUT), cache=True)
-    client = AsyncAnthropic(
-        api_key="sk-ant-test",
-        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(fake.handler)),
-        max_retries=0,
-    )
-    await run_jobs(_ai(settings), extra_ctx={"assessor": AnthropicAssessor(client, "claude-haiku-4-5")})
+    await run_jobs(_ai(settings), extra_ctx={"assessor": fake.assessor("claude-haiku-4-5")})
     assert "cache_control" not in fake.requests[0]["system"][0]
 
 
@@ -354,20 +345,11 @@ async def test_the_prompt_carries_how_the_team_fixed_similar_ones_of_this_accoun
 async def test_with_streaming_off_one_plain_request_stores_the_same_assessment(
     api: Api, db: AsyncSession, settings: Settings, redis: Any
 ) -> None:
-    from anthropic import AsyncAnthropic
-
     from handoffs.events import partial_assessment_key
-    from handoffs.integrations.ai import AnthropicAssessor
 
     handoff = await _escalate(api)
     fake = FakeMessagesAPI(message(VALID_OUTPUT))
-    client = AsyncAnthropic(
-        api_key="sk-ant-test",
-        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(fake.handler)),
-        max_retries=0,
-    )
-    assessor = AnthropicAssessor(client, MODEL, streaming=False)
-    await run_jobs(_ai(settings), extra_ctx={"assessor": assessor})
+    await run_jobs(_ai(settings), extra_ctx={"assessor": fake.assessor(streaming=False)})
     assert "stream" not in fake.requests[0]
     assert (await _row(db, handoff)).assessment_status == "ready"
     assert await redis.get(partial_assessment_key(handoff["id"]) + ":seq") is None  # no delta was sent
