@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from handoffs import metrics
 from handoffs.db.engine import UUID_ARRAY
 from handoffs.db.models import OutboxMessage
-from handoffs.enums import EVENT_TOPIC, OutboxStatus
+from handoffs.enums import EVENT_TOPIC, JobTopic, OutboxStatus
 from handoffs.events import EventBus
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class JobQueue(Protocol):
 #: these is moved back by this much. The assessment is what a senior watches arrive on the context
 #: screen; behind a burst of escalations it would otherwise wait for every earlier escalation's
 #: emails, PSA note and chat post to start (bench/README.md, "assessment.py").
-HEAD_START_MS: dict[str, int] = {"enrich_escalation": 60_000}
+HEAD_START_MS: dict[str, int] = {JobTopic.enrich_escalation: 60_000}
 
 
 class ArqJobQueue:
