@@ -97,6 +97,9 @@ class Settings:
     """Where embedded PostgreSQL and Redis keep their files; made absolute from the current folder."""
     db_pool_size: int = env("DB_POOL_SIZE", 10)
     db_max_overflow: int = env("DB_MAX_OVERFLOW", 20)
+    db_application_name: str = env("DB_APPLICATION_NAME", "handoffs")
+    """How this process's connections are named in ``pg_stat_activity`` (and PgBouncer's
+    ``SHOW CLIENTS``), so an operator tells an API replica's from a worker's."""
     db_pgbouncer: bool = env("DB_PGBOUNCER", False)
     """DATABASE_URL leads to PgBouncer in transaction pooling mode: no statement cache, so no
     prepared statement is left on a shared server connection (docs/deployment.md)."""

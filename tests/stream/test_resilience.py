@@ -44,6 +44,9 @@ TEST_CLIENT_NAME = "handoffs-test"
 HUB_NAME_PREFIX = "handoffs-hub"
 #: The hub reads history on at most this many pooled connections at once (EventHub default).
 HISTORY_CONCURRENCY = 4
+#: The isolated replica's database connections carry this name, so a count of them leaves out the
+#: connections of tests running at the same time on other pytest workers.
+ISOLATED_APP_NAME = "handoffs-isolated-replica"
 
 
 @dataclass
@@ -64,7 +67,8 @@ def isolated_replica(settings: Settings, data_dir: Path) -> Iterator[Isolated]:
     server.start()
     try:
         own = settings.with_services(settings.database_url or "", server.url)
-        with replicas_with_env(own, 1, STREAM_REPLICA_ENV) as (url,):
+        env = {**STREAM_REPLICA_ENV, "DB_APPLICATION_NAME": ISOLATED_APP_NAME}
+        with replicas_with_env(own, 1, env) as (url,):
             yield Isolated(server, url)
     finally:
         server.stop()
@@ -220,13 +224,17 @@ async def test_200_clients_on_one_replica_hold_a_constant_number_of_redis_connec
             queue = await http.get(isolated.replica + "/api/v1/ai-sessions/queue", headers=sam.headers)
         assert queue.status_code == 200
         async with engine.connect() as conn:
-            idle_in_transaction = await conn.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND state = 'idle in transaction'"
+            states = (
+                await conn.scalars(
+                    text(
+                        "SELECT state FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND application_name = :name"
+                    ),
+                    {"name": ISOLATED_APP_NAME},
                 )
-            )
-        assert idle_in_transaction == 0
+            ).all()
+        assert states, "the replica's pooled connections carry its DB_APPLICATION_NAME"
+        assert "idle in transaction" not in states
 
 
 # -- a slow client --------------------------------------------------------------------------------

@@ -50,7 +50,8 @@ def create_engine(
 
 
 def connect_args(settings: Settings) -> dict[str, Any]:
-    """asyncpg's arguments: behind PgBouncer (``DB_PGBOUNCER``), no statement cache at all.
+    """asyncpg's arguments: the connections' ``application_name`` and, behind PgBouncer
+    (``DB_PGBOUNCER``), no statement cache at all.
 
     In transaction pooling mode the next transaction may run on another server connection, one
     that other processes used before. asyncpg names its statements by a counter per process and
@@ -62,9 +63,10 @@ def connect_args(settings: Settings) -> dict[str, Any]:
     server, hence its advice of NullPool and ``DISCARD``; without names the pool can stay.
     The price: PostgreSQL parses every statement on every execution.
     """
+    named: dict[str, Any] = {"server_settings": {"application_name": settings.db_application_name}}
     if not settings.db_pgbouncer:
-        return {}
-    return {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
+        return named
+    return {**named, "statement_cache_size": 0, "prepared_statement_cache_size": 0}
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
