@@ -755,7 +755,8 @@ async def benchmark(
     from handoffs.db.engine import create_sessionmaker
     from handoffs.events import EventBus
     from handoffs.jobs.queue import create_arq_pool
-    from handoffs.outbox.relay import ArqJobQueue, OutboxRelay
+    from handoffs.outbox.arq_enqueue import ArqJobQueue
+    from handoffs.outbox.relay import OutboxRelay
 
     engine = create_async_engine(
         settings.sqlalchemy_url,

@@ -207,7 +207,7 @@ def outbox(data_dir: str | None, limit: int, retry_failed: bool, topic: str | No
         raise click.UsageError("--topic goes with --retry-failed")
 
     async def retry(settings: Settings) -> None:
-        from handoffs.jobs.retry import retry_failed as retry_failed_jobs
+        from handoffs.outbox.admin import retry_failed as retry_failed_jobs
         from handoffs.runtime import open_runtime
 
         runtime = await open_runtime(settings, role="cli")

@@ -31,7 +31,8 @@ from handoffs.db.encryption import use_keys
 from handoffs.db.engine import create_engine, create_sessionmaker
 from handoffs.events import EventBus
 from handoffs.jobs.queue import create_arq_pool
-from handoffs.outbox.relay import ArqJobQueue, OutboxRelay
+from handoffs.outbox.arq_enqueue import ArqJobQueue
+from handoffs.outbox.relay import OutboxRelay
 from handoffs.stream.guard import StreamGuard
 from handoffs.stream.hub import EventHub
 

@@ -24,7 +24,8 @@ from handoffs.integrations.chat import parse_retry_after
 from handoffs.jobs.chat import chat_payload, post_to_chat
 from handoffs.jobs.runner import TransientError, run_outbox_job
 from handoffs.jobs.worker import worker_options
-from handoffs.outbox.relay import ArqJobQueue, OutboxRelay
+from handoffs.outbox.arq_enqueue import ArqJobQueue
+from handoffs.outbox.relay import OutboxRelay
 from handoffs.outbox.writer import OutboxWriter
 from tests.conftest import Api, settle
 from tests.support.fake_chat import SECRET_TOKEN, Answer, FakeChat, fake_chat_server

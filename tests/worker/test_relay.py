@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from handoffs.db.models import OutboxMessage
 from handoffs.enums import OutboxStatus
 from handoffs.events import EventBus
-from handoffs.outbox.relay import ArqJobQueue, OutboxRelay
+from handoffs.outbox.arq_enqueue import ArqJobQueue
+from handoffs.outbox.relay import OutboxRelay
 from tests.conftest import Api, settle
 
 pytestmark = pytest.mark.usefixtures("clean_redis")

@@ -15,9 +15,10 @@ from handoffs.config import Settings
 from handoffs.db.models import EmailDelivery, OutboxMessage, SessionHandoff
 from handoffs.enums import DeliveryStatus, OutboxStatus
 from handoffs.events import EventBus
-from handoffs.jobs.retry import retry_failed
 from handoffs.jobs.worker import FUNCTIONS
-from handoffs.outbox.relay import ArqJobQueue, OutboxRelay
+from handoffs.outbox.admin import retry_failed
+from handoffs.outbox.arq_enqueue import ArqJobQueue
+from handoffs.outbox.relay import OutboxRelay
 from tests.conftest import Api, settle
 from tests.support.fake_anthropic import VALID_OUTPUT, FakeMessagesAPI, message
 from tests.support.replicas import run_cli
