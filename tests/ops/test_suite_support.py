@@ -8,6 +8,7 @@ import pytest
 
 from tests.support import browser
 from tests.support.infra import TestServices
+from tests.support.replicas import ROOT
 
 
 @pytest.mark.parametrize("ci", ["true", "1"])
@@ -69,6 +70,26 @@ async def test_another_runs_test_database_is_kept_and_only_a_day_old_one_is_drop
     finally:
         for name in (elsewhere, forgotten, mine):
             await drop_database(test_services.admin_url, name)
+
+
+#: The concerns a setting's name starts with (docs/deployment.md, "Environment variables, Names").
+SETTING_PREFIXES = (
+    "DB_", "REDIS_", "SSE_", "JOB_", "WORKER_", "LADDER_", "LOGIN_", "TOKEN_", "ANTHROPIC_", "AI_",
+    "SMTP_", "LOG_", "SHUTDOWN_", "OUTBOX_", "OUTBOUND_", "METRICS_", "DATA_", "HANDOFFS_",
+)  # fmt: skip
+BARE_SETTING_NAMES = {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PUBLIC_URL"}
+
+
+def test_every_setting_is_named_by_its_concern_and_documented_in_a_table_row() -> None:
+    from dataclasses import fields
+
+    from handoffs.config import Settings
+
+    docs = "\n".join(path.read_text() for path in sorted((ROOT / "docs").glob("*.md")))
+    rows = [line for line in docs.splitlines() if line.startswith("|")]
+    for name in (f.metadata["env"] for f in fields(Settings)):
+        assert name in BARE_SETTING_NAMES or name.startswith(SETTING_PREFIXES), name
+        assert any(f"`{name}`" in row for row in rows), f"{name} has no row in a docs/ table"
 
 
 def test_every_setting_names_its_environment_variable_once_and_parses_by_its_type(
