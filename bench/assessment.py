@@ -54,10 +54,10 @@ from uuid import UUID
 
 # bench/common.py, a sibling: run as a script, bench/ is sys.path[0] (from the repo root or bench/).
 from common import (
-    ROOT,
     busy_seconds,
     command_line,
     git_state,
+    http_process,
     machine,
     migrate_and_seed,
     percentile,
@@ -66,6 +66,8 @@ from common import (
     service_cpu,
     service_pids,
     start_stack,
+    start_worker,
+    stop_worker,
     write_json,
 )
 
@@ -374,35 +376,14 @@ async def open_subscriber(base_url: str, token: str) -> Subscriber:
 
 @contextlib.contextmanager
 def model_process(env: dict[str, str], log_path: Path, plan: Plan) -> Iterator[tuple[str, int]]:
-    import httpx
-
     from handoffs.embedded import free_port
 
     port = free_port()
     cmd = [sys.executable, str(THIS), "--model-server", str(port), "--first-token", str(plan.first_token),
            "--chunk-interval", str(plan.chunk_interval), "--chunk-chars", str(plan.chunk_chars)]  # fmt: skip
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the fake model exited:\n{log_path.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/stats", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the fake model did not start")
-            time.sleep(0.1)
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with http_process(cmd, env, log_path, f"{url}/stats", what="the fake model", seconds=30) as pid:
+        yield url, pid
 
 
 class WorkerProcess:
@@ -420,28 +401,14 @@ class WorkerProcess:
         return self.proc.pid
 
     async def start(self, redis: Any) -> None:
-        from jobs import clear_health, wait_healthy
-
-        await clear_health(redis)
         cmd = [sys.executable, str(THIS), "--worker-child"] if self.wrapper else [
             sys.executable, "-m", "handoffs.cli", "worker"]  # fmt: skip
-        self.proc = proc = self._spawn(cmd)
-        await wait_healthy(redis, lambda: proc.poll() is None)
-
-    def _spawn(self, cmd: list[str]) -> subprocess.Popen[bytes]:
-        with self.log_path.open("wb") as log:
-            return subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = await start_worker(redis, cmd, self.env, self.log_path)
 
     async def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(self.proc.wait, 30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            await asyncio.to_thread(self.proc.wait)
-        self.proc = None
+        if self.proc is not None:
+            await stop_worker(self.proc)
+            self.proc = None
 
 
 class Meter:

@@ -16,10 +16,12 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +29,86 @@ from typing import Any
 from uuid import UUID
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# -- processes the benches start: servers ready once a URL answers, workers once arq reports ------
+
+
+def spawn(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` from the repo root, its output to ``log_path``."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+@contextlib.contextmanager
+def http_process(
+    cmd: list[str], env: dict[str, str], log_path: Path, ready_url: str, *, what: str, seconds: float = 60
+) -> Iterator[int]:
+    """Run ``cmd`` (output to ``log_path``) until ``ready_url`` answers 200; yield its pid; stop it."""
+    import httpx
+
+    proc = spawn(cmd, env, log_path)
+    try:
+        deadline = time.monotonic() + seconds
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(ready_url, timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not become ready:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.1)
+        yield proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _health_key() -> str:
+    from arq.constants import default_queue_name, health_check_key_suffix
+
+    return default_queue_name + health_check_key_suffix
+
+
+async def clear_health(redis: Any) -> None:
+    """Remove arq's health record, so ``wait_healthy`` waits for the next worker's own."""
+    await redis.delete(_health_key())
+
+
+async def wait_healthy(redis: Any, is_alive: Callable[[], bool], seconds: float = 60) -> None:
+    """Wait for the worker's first health-check record: written after on_startup, by its first poll."""
+    deadline = time.monotonic() + seconds
+    while not await redis.exists(_health_key()):
+        if not is_alive():
+            raise RuntimeError("the worker exited during start-up; see its log")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the worker did not report healthy within {seconds}s")
+        await asyncio.sleep(0.05)
+
+
+async def start_worker(
+    redis: Any, cmd: list[str], env: dict[str, str], log_path: Path
+) -> subprocess.Popen[bytes]:
+    """Start a worker process (output to ``log_path``) and wait until arq reports it healthy."""
+    await clear_health(redis)
+    proc = spawn(cmd, env, log_path)
+    await wait_healthy(redis, lambda: proc.poll() is None)
+    return proc
+
+
+async def stop_worker(proc: subprocess.Popen[bytes], seconds: float = 30) -> None:
+    """SIGTERM, as an orchestrator stops a worker (arq finishes its jobs), then SIGKILL."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.to_thread(proc.wait, seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        await asyncio.to_thread(proc.wait)
+
 
 # -- services: PostgreSQL + Redis, a data dir, a secret -------------------------------------------
 

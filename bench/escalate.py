@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import json
 import math
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -434,51 +433,14 @@ async def wait_for_relay(engine: Any, settle: float = 1.0, give_up_after: float 
 @contextlib.contextmanager
 def api_server(env: dict[str, str], log_path: Path, factory: str = FACTORY) -> Iterator[tuple[str, int]]:
     """One uvicorn process serving ``factory`` (default ``bench.escalate:make_app``) on a free loopback port."""
-    import httpx
-
     from handoffs.embedded import free_port
 
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        factory,
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=common.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(
-                        f"API server exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}"
-                    )
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"API server did not become ready:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.2)
-            yield url, proc.pid
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    cmd = [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "1", "--no-access-log", "--log-level", "warning"]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with common.http_process(cmd, env, log_path, f"{url}/health/ready", what="API server") as pid:
+        yield url, pid
 
 
 async def login(base_url: str) -> str:

@@ -40,7 +40,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -54,9 +53,9 @@ import msgspec
 
 # bench/common.py, a sibling: run as a script, bench/ is sys.path[0] (from the repo root or bench/).
 from common import (
-    ROOT,
     Seeded,
     busy_seconds,
+    clear_health,
     command_line,
     git_state,
     machine,
@@ -64,6 +63,9 @@ from common import (
     service_cpu,
     service_pids,
     start_stack,
+    start_worker,
+    stop_worker,
+    wait_healthy,
     write_json,
 )
 
@@ -203,25 +205,6 @@ def worker_child(latency: float, stats_path: Path, quiet: bool) -> int:
 # -- driver side: the worker under test ---------------------------------------------------
 
 
-async def wait_healthy(redis: Any, is_alive: Any, seconds: float = 60) -> None:
-    """Wait for the worker's first health-check record: written after on_startup, by its first poll."""
-    from arq.constants import default_queue_name, health_check_key_suffix
-
-    deadline = time.monotonic() + seconds
-    while not await redis.exists(default_queue_name + health_check_key_suffix):
-        if not is_alive():
-            raise RuntimeError("the worker exited during start-up; see its log")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the worker did not report healthy within {seconds}s")
-        await asyncio.sleep(0.05)
-
-
-async def clear_health(redis: Any) -> None:
-    from arq.constants import default_queue_name, health_check_key_suffix
-
-    await redis.delete(default_queue_name + health_check_key_suffix)
-
-
 class WorkerProcess:
     """ONE worker process, this file run with ``--worker-child``."""
 
@@ -238,33 +221,15 @@ class WorkerProcess:
         self.pid = 0
 
     async def start(self, redis: Any) -> None:
-        await clear_health(redis)
-        args = [
-            sys.executable,
-            str(THIS),
-            "--worker-child",
-            "--latency",
-            str(self.latency),
-        ]
-        args += ["--stats", str(self.stats_path)] + (["--quiet-worker"] if self.quiet else [])
-        self.proc = self._spawn(args)
+        args = [sys.executable, str(THIS), "--worker-child", "--latency", str(self.latency),
+                "--stats", str(self.stats_path)] + (["--quiet-worker"] if self.quiet else [])  # fmt: skip
+        self.proc = await start_worker(redis, args, self.env, self.log_path)
         self.pid = self.proc.pid
-        proc = self.proc
-        await wait_healthy(redis, lambda: proc.poll() is None)
-
-    def _spawn(self, args: list[str]) -> subprocess.Popen[bytes]:
-        with self.log_path.open("wb") as log:
-            return subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=log)
 
     async def stop(self) -> dict[str, Any]:
         if self.proc is None:
             return {}
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(self.proc.wait, 30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            await asyncio.to_thread(self.proc.wait)
+        await stop_worker(self.proc)
         self.proc = None
         with contextlib.suppress(OSError, ValueError):
             return dict(json.loads(self.stats_path.read_text()))
