@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 
 import httpx
@@ -99,6 +100,7 @@ async def test_concurrent_resolve_release_and_reassign_on_two_replicas_never_bot
     """
     limits = httpx.Limits(max_keepalive_connections=0)
     winners: Counter[str] = Counter()
+    overlapping = 0
     async with httpx.AsyncClient(timeout=30, limits=limits) as http:
         for round_ in range(TRANSITION_ROUNDS):
             session, handoff = await api.claimed("sam")
@@ -110,11 +112,21 @@ async def test_concurrent_resolve_release_and_reassign_on_two_replicas_never_bot
             }
             start = asyncio.Event()
 
+            in_flight: list[tuple[float, float]] = []
+
             async def send(
-                who: str, path: str, body: dict[str, str], replica: str, start: asyncio.Event = start
+                who: str,
+                path: str,
+                body: dict[str, str],
+                replica: str,
+                start: asyncio.Event = start,
+                in_flight: list[tuple[float, float]] = in_flight,
             ) -> httpx.Response:
                 await start.wait()
-                return await http.post(replica + path, json=body, headers=api[who].headers)
+                sent = time.monotonic()
+                response = await http.post(replica + path, json=body, headers=api[who].headers)
+                in_flight.append((sent, time.monotonic()))
+                return response
 
             tasks = {
                 name: asyncio.create_task(send(who, path, body, replicas[(i + round_) % len(replicas)]))
@@ -131,6 +143,8 @@ async def test_concurrent_resolve_release_and_reassign_on_two_replicas_never_bot
             assert not {"resolve", "release"} <= set(ok), statuses
             for name in ok:
                 winners[name] += 1
+            # All three were sent before any answer came back: the round was a race.
+            overlapping += max(sent for sent, _ in in_flight) < min(done for _, done in in_flight)
             for r in responses.values():
                 if r.status_code == 409:
                     assert r.json()["state"] in {"open", "claimed", "resolved"}
@@ -142,6 +156,7 @@ async def test_concurrent_resolve_release_and_reassign_on_two_replicas_never_bot
             kinds = {"release": "released", "resolve": "resolved", "reassign": "reassigned"}
             assert sorted(e["kind"] for e in timeline[2:]) == sorted(kinds[n] for n in ok)
             await db.rollback()
-    # Across the rounds each of the three won sometimes is likely but not certain; at least
-    # two distinct winners show the race was real rather than one request always first.
-    assert len(winners) >= 2, winners
+    # Which one wins is up to the machine (under load one replica may win every round, seen in
+    # CI), so the race is shown by the requests' overlap, not by a variety of winners.
+    print("OVERLAP", overlapping, winners)
+    assert overlapping >= TRANSITION_ROUNDS // 2, (overlapping, winners)

@@ -13,12 +13,13 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.support.polling import wait_started
 
 #: Debian installs it in /usr/sbin, which a non-root PATH may lack.
 PGBOUNCER = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/local/sbin")
@@ -124,10 +125,12 @@ ignore_startup_parameters = extra_float_digits,options
 
 
 def _wait_listening(bouncer: Bouncer, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while "process up" not in bouncer.log() or not (bouncer.folder / f".s.PGSQL.{PORT}").exists():
-        if bouncer.proc.poll() is not None:
-            raise RuntimeError(f"pgbouncer exited with {bouncer.proc.returncode}:\n{bouncer.log()[-3000:]}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"pgbouncer did not start listening:\n{bouncer.log()[-3000:]}")
-        time.sleep(0.05)
+    socket = bouncer.folder / f".s.PGSQL.{PORT}"
+    wait_started(
+        bouncer.proc,
+        lambda: "process up" in bouncer.log() and socket.exists(),
+        what="pgbouncer",
+        log=bouncer.log,
+        seconds=timeout,
+        interval=0.05,
+    )

@@ -7,6 +7,8 @@ generous, and say in the failure what was last seen.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,3 +40,23 @@ async def eventually(probe: Callable[[], Awaitable[Any]], expected: Any, within:
         await wait_for(matches, seconds=within, interval=0.02)
     except AssertionError:
         raise AssertionError(f"still {seen[0]!r}, not {expected!r}, after {within}s") from None
+
+
+def wait_started(
+    proc: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    *,
+    what: str,
+    log: Callable[[], str],
+    seconds: float = 30,
+    interval: float = 0.1,
+) -> None:
+    """Wait, blocking, until the server ``proc`` started is ``ready()``; fail with the end of its
+    ``log()`` when it exits first or after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not ready():
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not become ready within {seconds}s:\n{log()[-3000:]}")
+        time.sleep(interval)

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from handoffs.config import Settings
+from tests.support.polling import wait_started
 from tests.support.ports import listening_socket, port_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,21 +97,22 @@ def spawn_replica(settings: Settings, **env: str) -> Replica:
     return Replica(f"http://127.0.0.1:{port}", proc, log_path)
 
 
+def answers_ready(url: str, timeout: float = 1) -> bool:
+    """Whether the server at ``url`` answers ``/health/ready`` with 200 now."""
+    try:
+        return httpx.get(f"{url}/health/ready", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def wait_ready(replica: Replica, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if replica.proc.poll() is not None:
-            raise RuntimeError(
-                f"replica {replica.url} exited with {replica.proc.returncode}; see {replica.log_path}"
-            )
-        try:
-            if httpx.get(f"{replica.url}/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"replica {replica.url} did not become ready; see {replica.log_path}")
-        time.sleep(0.1)
+    wait_started(
+        replica.proc,
+        lambda: answers_ready(replica.url),
+        what=f"replica {replica.url}",
+        log=lambda: replica.log_path.read_text(errors="replace"),
+        seconds=timeout,
+    )
 
 
 def wait_served(url: str, proc: subprocess.Popen[bytes], log: Path, what: str, timeout: float = 180) -> bool:
@@ -128,12 +130,8 @@ def wait_served(url: str, proc: subprocess.Popen[bytes], log: Path, what: str, t
             if "address already in use" in said:
                 return False
             raise AssertionError(f"{what} exited with {proc.returncode}:\n{said[-3000:]}")
-        if f"Uvicorn running on {url}" in said:
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    return True
-            except httpx.HTTPError:
-                pass
+        if f"Uvicorn running on {url}" in said and answers_ready(url, timeout=2):
+            return True
         time.sleep(0.2)
     raise AssertionError(f"{what} did not become ready:\n{log.read_text(errors='replace')[-3000:]}")
 
