@@ -20,6 +20,7 @@ from handoffs.config import Settings
 from handoffs.db.encryption import use_keys
 from handoffs.db.engine import create_engine, create_sessionmaker, migrate
 from handoffs.domain.accounts.service import DEMO_PASSWORD, DEMO_USERS, seed_demo
+from tests.support.fake_chat import FakeChat
 from tests.support.infra import TEST_DATA, TestServices, start_test_services
 
 DEMO_EMAILS = tuple(u.email for u in DEMO_USERS)
@@ -283,6 +284,25 @@ def mint_token(settings: Settings, user_id: UUID) -> str:
 async def clean_redis(redis: Redis) -> None:
     """Empty this worker's Redis database: no arq jobs or event history from earlier tests."""
     await redis.flushdb()
+
+
+@pytest.fixture
+def chat() -> Iterator[FakeChat]:
+    """A fake Slack/Teams webhook server (tests/support/fake_chat.py)."""
+    from tests.support.fake_chat import fake_chat_server
+
+    with fake_chat_server() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def no_chat_integrations(engine: AsyncEngine) -> AsyncIterator[None]:
+    """``clean_tables`` keeps account-level rows; a chat integration must not outlive its test."""
+    async with engine.begin() as conn:
+        await conn.execute(text("DELETE FROM chat_integrations"))
+    yield
+    async with engine.begin() as conn:
+        await conn.execute(text("DELETE FROM chat_integrations"))
 
 
 async def settle(client: AsyncTestClient[Litestar], seconds: float = 10) -> None:

@@ -3,16 +3,15 @@ the webhook URL write-only."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.api.test_roles import assert_readable_403
 from tests.conftest import Api
-from tests.support.fake_chat import SECRET_TOKEN, Answer, FakeChat, fake_chat_server
+from tests.support.fake_chat import SECRET_TOKEN, Answer, FakeChat
+
+pytestmark = pytest.mark.usefixtures("no_chat_integrations")
 
 PATH = "/api/v1/integrations/chat"
 SLACK_URL = f"https://hooks.slack.com/services/T0000/B0000/{SECRET_TOKEN}"
@@ -22,21 +21,6 @@ WORKFLOW_URL = (
     f"?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={SECRET_TOKEN}"
 )
 NOTHING = {"kind": "none", "min_priority": "normal", "webhook_url_set": False, "webhook_host": None}
-
-
-@pytest.fixture
-def chat() -> Iterator[FakeChat]:
-    with fake_chat_server() as fake:
-        yield fake
-
-
-@pytest.fixture(autouse=True)
-async def no_chat_integrations(engine: AsyncEngine) -> AsyncIterator[None]:
-    async with engine.begin() as conn:
-        await conn.execute(text("DELETE FROM chat_integrations"))
-    yield
-    async with engine.begin() as conn:
-        await conn.execute(text("DELETE FROM chat_integrations"))
 
 
 async def _put(api: Api, who: str, body: dict[str, Any], status: int = 200) -> dict[str, Any]:

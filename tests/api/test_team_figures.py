@@ -11,12 +11,12 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import ClauseElement, Executable, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.ext.compiler import compiles
 
 from handoffs.domain.figures.service import Window, engineers_statement, totals_statement
 from tests.conftest import Api
+from tests.support.explain import Explain
 
 FIGURES = "/api/v1/metrics/handoffs"
 SINCE = datetime(2025, 3, 1, tzinfo=UTC)
@@ -318,20 +318,6 @@ async def test_globex_figures_never_count_or_name_acme(api: Api) -> None:
 
 
 # -- a year of data ---------------------------------------------------------------------------------
-
-
-class Explain(Executable, ClauseElement):
-    """``EXPLAIN <statement>`` with the statement's own bound parameters."""
-
-    inherit_cache = False
-
-    def __init__(self, statement: Any) -> None:
-        self.statement = statement
-
-
-@compiles(Explain, "postgresql")
-def _compile_explain(element: Explain, compiler: Any, **kw: Any) -> str:
-    return "EXPLAIN " + compiler.process(element.statement, **kw)
 
 
 #: One handoff every 1,576 s for 20,000 handoffs: a year. By ``n % 3``: never claimed (open in the

@@ -12,14 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.base import Executable
-from sqlalchemy.sql.elements import ClauseElement
 
 from handoffs.config import Settings
 from handoffs.db.models import Account, Team, User
 from handoffs.domain.accounts.service import DEMO_USERS, seed_demo
 from tests.conftest import Api
+from tests.support.explain import Explain
 from tests.support.replicas import ROOT, run_cli
 
 
@@ -94,20 +92,6 @@ async def test_migrations_match_the_models(settings: Settings, engine: AsyncEngi
     from handoffs.db.engine import alembic_config
 
     await asyncio.to_thread(command.check, alembic_config(settings))
-
-
-class Explain(Executable, ClauseElement):
-    """``EXPLAIN <statement>`` with the statement's own bound parameters."""
-
-    inherit_cache = False
-
-    def __init__(self, statement: Any) -> None:
-        self.statement = statement
-
-
-@compiles(Explain, "postgresql")
-def _compile_explain(element: Explain, compiler: Any, **kw: Any) -> str:
-    return "EXPLAIN " + compiler.process(element.statement, **kw)
 
 
 async def test_the_queue_read_the_service_runs_uses_the_partial_queue_index(

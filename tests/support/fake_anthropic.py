@@ -247,9 +247,10 @@ class HangingMessagesServer:
         self.url = ""
 
     def serve(self) -> Any:
-        import threading
         from contextlib import contextmanager
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
+
+        from tests.support.ports import serve_in_thread
 
         fake = self
 
@@ -276,17 +277,12 @@ class HangingMessagesServer:
 
         @contextmanager
         def running() -> Any:
-            server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-            server.daemon_threads = True
-            fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-            thread = threading.Thread(target=server.serve_forever, daemon=True)
-            thread.start()
-            try:
-                yield fake
-            finally:
-                fake.release.set()
-                server.shutdown()
-                server.server_close()
+            with serve_in_thread(Handler) as url:
+                fake.url = url
+                try:
+                    yield fake
+                finally:
+                    fake.release.set()
 
         return running()
 

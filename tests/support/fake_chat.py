@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support.ports import serve_in_thread
 
 #: The path of the fake webhook: its last part plays the secret token, which must never leak.
 SECRET_TOKEN = "XyZsecretTOKEN0123456789"
@@ -80,12 +81,6 @@ def _handler(fake: FakeChat) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def fake_chat_server() -> Iterator[FakeChat]:
     fake = FakeChat()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    fake.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_in_thread(_handler(fake)) as url:
+        fake.base_url = url
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -28,26 +28,10 @@ from handoffs.outbox.arq_enqueue import ArqJobQueue
 from handoffs.outbox.relay import OutboxRelay
 from handoffs.outbox.writer import OutboxWriter
 from tests.conftest import Api, settle
-from tests.support.fake_chat import SECRET_TOKEN, Answer, FakeChat, fake_chat_server
+from tests.support.fake_chat import SECRET_TOKEN, Answer, FakeChat
 from tests.support.workers import fast_settings, run_jobs
 
-pytestmark = pytest.mark.usefixtures("clean_redis")
-
-
-@pytest.fixture
-def chat() -> Iterator[FakeChat]:
-    with fake_chat_server() as fake:
-        yield fake
-
-
-@pytest.fixture(autouse=True)
-async def no_chat_integrations(engine: AsyncEngine) -> AsyncIterator[None]:
-    """``clean_tables`` keeps account-level rows; a chat integration must not outlive its test."""
-    async with engine.begin() as conn:
-        await conn.execute(text("DELETE FROM chat_integrations"))
-    yield
-    async with engine.begin() as conn:
-        await conn.execute(text("DELETE FROM chat_integrations"))
+pytestmark = pytest.mark.usefixtures("clean_redis", "no_chat_integrations")
 
 
 async def _configure(api: Api, kind: str, url: str, min_priority: str = "normal", who: str = "ada") -> None:
