@@ -280,6 +280,31 @@ def mint_token(settings: Settings, user_id: UUID) -> str:
     return token.encode(secret=settings.secret_key, algorithm="HS256")
 
 
+async def many_engineers(
+    db: AsyncSession, settings: Settings, account_id: UUID, count: int, name: str
+) -> list[tuple[str, str]]:
+    """``count`` fresh engineers of the account (``name1@…``, one shared password hash, so hashing
+    does not dominate), as (user id, token); ``clean_tables`` removes them after the test."""
+    from handoffs.db.models import Account
+    from handoffs.domain.accounts.service import UserService
+    from handoffs.enums import Role
+    from handoffs.security.passwords import hash_password
+
+    account = await db.get(Account, account_id)
+    assert account is not None
+    service = UserService(db)
+    shared_hash = hash_password("race")
+    users = [
+        await service.create_user(
+            account=account, email=f"{name.lower()}{i}@acme.test", name=f"{name} {i}",
+            role=Role.engineer, password_hash=shared_hash,
+        )
+        for i in range(count)
+    ]  # fmt: skip
+    await db.commit()
+    return [(str(u.id), mint_token(settings, u.id)) for u in users]
+
+
 @pytest.fixture
 async def clean_redis(redis: Redis) -> None:
     """Empty this worker's Redis database: no arq jobs or event history from earlier tests."""

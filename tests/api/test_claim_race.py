@@ -12,11 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.config import Settings
-from handoffs.db.models import Account, SessionHandoff
-from handoffs.domain.accounts.service import UserService
-from handoffs.enums import Role
-from handoffs.security.passwords import hash_password
-from tests.conftest import Api, mint_token
+from handoffs.db.models import SessionHandoff
+from tests.conftest import Api, many_engineers
 
 CLAIMERS = 50
 ROUNDS = 20
@@ -25,22 +22,7 @@ ROUNDS = 20
 @pytest.fixture
 async def claimer_tokens(db: AsyncSession, settings: Settings, api: Api) -> list[tuple[str, str]]:
     """Fifty distinct Acme engineers, as (user id, token)."""
-    account = await db.scalar(select(Account).where(Account.id == api["jane"].account_id))
-    assert account is not None
-    service = UserService(db)
-    shared_hash = hash_password("race")
-    users = [
-        await service.create_user(
-            account=account,
-            email=f"racer{i}@acme.test",
-            name=f"Racer {i}",
-            role=Role.engineer,
-            password_hash=shared_hash,
-        )
-        for i in range(CLAIMERS)
-    ]
-    await db.commit()
-    return [(str(u.id), mint_token(settings, u.id)) for u in users]
+    return await many_engineers(db, settings, api["jane"].account_id, CLAIMERS, "Racer")
 
 
 async def _claim(http: httpx.AsyncClient, start: asyncio.Event, url: str, token: str) -> httpx.Response:

@@ -21,10 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from handoffs.config import Settings
 from handoffs.db.engine import UUID_ARRAY, create_engine, create_sessionmaker, migrate
 from handoffs.db.models import Account, SessionHandoff, User
-from handoffs.domain.accounts.service import UserService
-from handoffs.enums import Role
-from handoffs.security.passwords import hash_password
-from tests.conftest import Api, mint_token
+from tests.conftest import Api, many_engineers
 from tests.support.infra import TestServices, drop_database, recreate_database
 from tests.support.pgbouncer import PGBOUNCER, Bouncer, run_pgbouncer
 from tests.support.replicas import run_replicas
@@ -132,19 +129,9 @@ async def test_migrations_run_through_pgbouncer(
 
 async def _claimers(db: AsyncSession, settings: Settings, api: Api) -> list[str]:
     """Tokens of ten distinct Acme engineers."""
-    account = await db.scalar(select(Account).where(Account.id == api["jane"].account_id))
-    assert account is not None
-    service = UserService(db)
-    shared_hash = hash_password("race")
-    users = [
-        await service.create_user(
-            account=account, email=f"bounced{i}@acme.test", name=f"Bounced {i}",
-            role=Role.engineer, password_hash=shared_hash,
-        )
-        for i in range(CLAIMERS)
-    ]  # fmt: skip
-    await db.commit()
-    return [mint_token(settings, u.id) for u in users]
+    return [
+        token for _, token in await many_engineers(db, settings, api["jane"].account_id, CLAIMERS, "Bounced")
+    ]
 
 
 @pytest.mark.slow
