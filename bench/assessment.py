@@ -54,6 +54,7 @@ from uuid import UUID
 
 # bench/common.py, a sibling: run as a script, bench/ is sys.path[0] (from the repo root or bench/).
 from common import (
+    ESCALATE_BODY,
     busy_seconds,
     command_line,
     git_state,
@@ -480,16 +481,6 @@ class Phase:
     def worker_ms_per_assessment(self) -> float | None:
         cpu = self.cpu_s.get("worker")
         return cpu * 1000 / self.ready if cpu is not None and self.ready else None
-
-
-ESCALATE_BODY = json.dumps(
-    {
-        "intent": "escalate",
-        "priority": "high",
-        "engineer_notes": "Tried re-creating the Outlook profile and clearing the OST cache; "
-        "sync still fails after the mailbox move. Needs someone with Exchange admin access.",
-    }
-).encode()
 
 
 @dataclass

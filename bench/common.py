@@ -30,6 +30,17 @@ from uuid import UUID
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: The escalation both escalate.py and assessment.py send: a junior's notes, as typed.
+ESCALATE_BODY = json.dumps(
+    {
+        "intent": "escalate",
+        "priority": "high",
+        "engineer_notes": "Tried re-creating the Outlook profile and clearing the OST cache; "
+        "sync still fails after the mailbox move. Needs someone with Exchange admin access.",
+    }
+).encode()
+
+
 # -- processes the benches start: servers ready once a URL answers, workers once arq reports ------
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import sys
 import time
@@ -218,14 +217,6 @@ class CpuMeter:
 # -- load generator ----------------------------------------------------------------
 
 
-ESCALATE_BODY = json.dumps(
-    {
-        "intent": "escalate",
-        "priority": "high",
-        "engineer_notes": "Tried re-creating the Outlook profile and clearing the OST cache; "
-        "sync still fails after the mailbox move. Needs someone with Exchange admin access.",
-    }
-).encode()
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
@@ -283,7 +274,7 @@ async def drive(
                         run.exhausted = True
                     return
                 path = f"{API}/ai-sessions/{item}/handoff" if kind == "escalate" else BASELINE_PATH
-                body = ESCALATE_BODY if kind == "escalate" else None
+                body = common.ESCALATE_BODY if kind == "escalate" else None
                 t0 = time.perf_counter()
                 try:
                     response = await client.post(path, content=body, headers=JSON_HEADERS if body else None)

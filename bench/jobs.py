@@ -43,6 +43,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -538,6 +539,27 @@ async def _wait(predicate: Any, seconds: float, interval: float = 0.05) -> bool:
         await asyncio.sleep(interval)
 
 
+@contextlib.asynccontextmanager
+async def measured(
+    d: Driver, phase: Phase, worker_pid: int, finished: Callable[[], Awaitable[bool]], seconds: float
+) -> AsyncIterator[float]:
+    """Around a phase's enqueueing (the block; it gets the wall-clock start): then wait until
+    ``finished()`` (or ``seconds``), and record the times, CPU, Redis calls and connections."""
+    d.sampler.start()
+    calls_before = await redis_calls(d.arq)
+    cpu_before = d.cpu.sample(worker_pid)
+    t0 = time.perf_counter()
+    yield time.time()
+    phase.enqueue_s = time.perf_counter() - t0
+    phase.timed_out = not await _wait(finished, seconds)
+    phase.observed_s = time.perf_counter() - t0
+    phase.cpu_s = _cpu_delta(cpu_before, d.cpu.sample(worker_pid))
+    phase.redis_calls = _calls_delta(calls_before, await redis_calls(d.arq))
+    await d.sampler.stop()
+    phase.max_worker_connections = d.sampler.max_of(1)
+    phase.max_worker_connections_busy = d.sampler.max_of(2)
+
+
 async def job_path_phase(
     d: Driver, worker_pid: int, kind: str, round_no: int, n: int, seconds: float
 ) -> tuple[Phase, float]:
@@ -557,23 +579,11 @@ async def job_path_phase(
             )
         return left == 0
 
-    d.sampler.start()
-    calls_before = await redis_calls(d.arq)
-    cpu_before = d.cpu.sample(worker_pid)
     errors_before = d.relay.errors
-    t0_wall = time.time()
-    t0 = time.perf_counter()
     dispatched = 0
-    for i in range(0, n, d.chunk):
-        dispatched += await d.relay.dispatch(outbox_ids[i : i + d.chunk])
-    phase.enqueue_s = time.perf_counter() - t0
-    phase.timed_out = not await _wait(finished, seconds)
-    phase.observed_s = time.perf_counter() - t0
-    phase.cpu_s = _cpu_delta(cpu_before, d.cpu.sample(worker_pid))
-    phase.redis_calls = _calls_delta(calls_before, await redis_calls(d.arq))
-    await d.sampler.stop()
-    phase.max_worker_connections = d.sampler.max_of(1)
-    phase.max_worker_connections_busy = d.sampler.max_of(2)
+    async with measured(d, phase, worker_pid, finished, seconds) as t0_wall:
+        for i in range(0, n, d.chunk):
+            dispatched += await d.relay.dispatch(outbox_ids[i : i + d.chunk])
     phase.notes["dispatched"] = dispatched
     phase.notes["dispatch_errors"] = d.relay.errors - errors_before
 
@@ -646,23 +656,11 @@ async def noop_phase(d: Driver, worker_pid: int, round_no: int, n: int, seconds:
     async def finished() -> bool:
         return bool(await d.arq.exists(*keys) == n)
 
-    d.sampler.start()
-    calls_before = await redis_calls(d.arq)
-    cpu_before = d.cpu.sample(worker_pid)
-    t0_wall = time.time()
-    t0 = time.perf_counter()
     refused = 0
-    for i, jid in enumerate(job_ids):
-        if await d.arq.enqueue_job(NOOP, i, _job_id=jid) is None:
-            refused += 1
-    phase.enqueue_s = time.perf_counter() - t0
-    phase.timed_out = not await _wait(finished, seconds)
-    phase.observed_s = time.perf_counter() - t0
-    phase.cpu_s = _cpu_delta(cpu_before, d.cpu.sample(worker_pid))
-    phase.redis_calls = _calls_delta(calls_before, await redis_calls(d.arq))
-    await d.sampler.stop()
-    phase.max_worker_connections = d.sampler.max_of(1)
-    phase.max_worker_connections_busy = d.sampler.max_of(2)
+    async with measured(d, phase, worker_pid, finished, seconds) as t0_wall:
+        for i, jid in enumerate(job_ids):
+            if await d.arq.enqueue_job(NOOP, i, _job_id=jid) is None:
+                refused += 1
     last = 0.0
     for i, jid in enumerate(job_ids):
         info = await Job(jid, d.arq).result_info()
