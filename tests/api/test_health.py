@@ -7,13 +7,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from handoffs.app import create_app
 from handoffs.config import Settings
 from handoffs.embedded import EmbeddedPostgres, EmbeddedRedis
+from tests.conftest import Api
 from tests.support.polling import wait_for
+from tests.support.replicas import run_replica_processes
 
 pytestmark = pytest.mark.slow
 
@@ -60,3 +65,28 @@ async def test_readiness_answers_503_naming_what_is_down_and_200_once_it_is_back
     finally:
         redis.stop()
         postgres.stop()
+
+
+async def test_requests_after_postgresql_closed_every_pooled_connection_still_answer(
+    settings: Settings, api: Api, engine: AsyncEngine
+) -> None:
+    """The server ending the replica's connections (a restart, a failover, an idle timeout) costs
+    no request: each pooled connection it closed is replaced at checkout (handoffs.db.engine)."""
+    name = "handoffs-closed-pool-test"
+    with run_replica_processes(settings, 1, DB_APPLICATION_NAME=name) as (replica,):
+        async with httpx.AsyncClient(base_url=replica.url, headers=api["sam"].headers) as http:
+            # Fill the pool with several connections: requests at once.
+            first = await asyncio.gather(*(http.get("/api/v1/ai-sessions/queue") for _ in range(8)))
+            assert {r.status_code for r in first} == {200}
+            async with engine.connect() as conn:
+                ended = await conn.scalar(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE application_name = :name AND datname = current_database()"
+                    ),
+                    {"name": name},
+                )
+            assert ended is not None
+            assert ended >= 2, ended
+            after = await asyncio.gather(*(http.get("/api/v1/ai-sessions/queue") for _ in range(8)))
+            assert [r.status_code for r in after] == [200] * 8, [r.text[:200] for r in after]

@@ -8,8 +8,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from handoffs.config import Settings
@@ -30,23 +32,36 @@ def create_engine(
 ) -> AsyncEngine:
     """The process's engine.
 
-    ``pre_ping`` checks each connection on checkout (three round trips with
-    asyncpg) so an API request never meets a connection PostgreSQL dropped.
-    Workers turn it off: a job that meets one fails like any unforeseen error
-    and is retried, which is cheaper than pinging before every transaction.
+    ``pre_ping``: on checkout, a connection the server closed (a restart, a failover,
+    ``pg_terminate_backend``, PgBouncer's idle timeout) is swapped for a new one, so an API
+    request never meets it. asyncpg reads its socket all the time and knows at once when the
+    server hung up, so the check is local (``is_closed()``), not SQLAlchemy's ``pool_pre_ping``,
+    which costs three round trips with asyncpg (``BEGIN``, ``;``, ``ROLLBACK``) before every
+    request's own (bench/README.md, "reads"). A connection whose network path died without a
+    close is not caught by either until a timeout. Workers turn it off: a job that meets a
+    dropped connection fails like any unforeseen error and is retried.
 
     ``hide_parameters``: a failed statement's error (and so every log line and traceback
     of it) never carries its bound values: credentials, emails, notes and transcripts.
     """
-    return create_async_engine(
+    engine = create_async_engine(
         settings.sqlalchemy_url,
         connect_args=connect_args(settings),
         hide_parameters=True,
         pool_size=settings.db_pool_size if pool_size is None else pool_size,
         max_overflow=settings.db_max_overflow if max_overflow is None else max_overflow,
-        pool_pre_ping=pre_ping,
         pool_recycle=1800,
     )
+    if pre_ping:
+        event.listen(engine.sync_engine.pool, "checkout", _refuse_closed)
+    return engine
+
+
+def _refuse_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Pool checkout: a connection the server closed is invalidated and the pool tries a new one
+    (SQLAlchemy's contract for ``DisconnectionError`` raised here, up to three times)."""
+    if dbapi_connection._connection.is_closed():  # the adapter's asyncpg connection
+        raise DisconnectionError("the server closed this pooled connection")
 
 
 def connect_args(settings: Settings) -> dict[str, Any]:
