@@ -18,7 +18,7 @@ class WorkerSettings:
     on_startup = _options["on_startup"]
     on_shutdown = _options["on_shutdown"]
     on_job_start = _options["on_job_start"]
-    redis_settings = _options["redis_settings"]
+    redis_pool = _options["redis_pool"]
     max_jobs = _options["max_jobs"]
     job_timeout = _options["job_timeout"]
     max_tries = _options["max_tries"]

@@ -39,7 +39,9 @@ def _running_services(settings: Settings) -> Iterator[Settings]:
         raise click.ClickException(str(exc)) from exc
     with contextlib.ExitStack() as stack:
         try:
-            svc = stack.enter_context(services(settings.data_dir, settings.database_url, settings.redis_url))
+            # Sentinels named: no embedded Redis ("" is REDIS_URL unset, for the children too).
+            redis_url = settings.redis_url or ("" if settings.redis_sentinels else None)
+            svc = stack.enter_context(services(settings.data_dir, settings.database_url, redis_url))
         except EmbeddedServerError as exc:
             raise click.ClickException(str(exc)) from exc
         # Child processes (uvicorn workers, the worker) read the environment.
@@ -143,8 +145,10 @@ def serve(host: str, port: int, workers: int) -> None:
     import uvicorn
 
     settings = get_settings()
-    if not settings.database_url or not settings.redis_url:
-        raise click.UsageError("serve needs DATABASE_URL and REDIS_URL; `handoffs dev` starts embedded ones")
+    if not settings.database_url or not settings.redis_configured:
+        raise click.UsageError(
+            "serve needs DATABASE_URL and REDIS_URL (or REDIS_SENTINELS); `handoffs dev` starts embedded ones"
+        )
     if not settings.secret_key:
         click.echo("warning: SECRET_KEY is not set; using the key kept in the data folder", err=True)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -167,19 +171,17 @@ def serve(host: str, port: int, workers: int) -> None:
 @click.option("--check", is_flag=True, help="Exit 0 if a worker reported healthy recently (container probe).")
 def worker(check: bool) -> None:
     """Run a background worker (AI enrichment, email, PSA push, outbox sweep) against REDIS_URL."""
-    from arq.worker import async_check_health
-
+    from handoffs.jobs.queue import worker_healthy
     from handoffs.jobs.worker import run_worker, worker_options
 
     settings = get_settings()
-    if not settings.database_url or not settings.redis_url:
+    if not settings.database_url or not settings.redis_configured:
         raise click.UsageError(
-            "worker needs DATABASE_URL and REDIS_URL; `handoffs dev` runs one beside the API"
+            "worker needs DATABASE_URL and REDIS_URL (or REDIS_SENTINELS); `handoffs dev` runs one beside the API"
         )
-    options = worker_options(settings)
     if check:
-        raise SystemExit(asyncio.run(async_check_health(options["redis_settings"])))
-    run_worker(options)
+        raise SystemExit(0 if asyncio.run(worker_healthy(settings)) else 1)
+    run_worker(worker_options(settings))
 
 
 @main.command()

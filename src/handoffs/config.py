@@ -92,7 +92,18 @@ class Settings:
     database_url: str | None = env("DATABASE_URL", None)
     """Plain ``postgresql://`` URL. None means: start an embedded server."""
     redis_url: str | None = env("REDIS_URL", None)
-    """``redis://host:port/db``. None means: start an embedded server."""
+    """``redis://host:port/db``. None means: start an embedded server (unless REDIS_SENTINELS is set:
+    then only its database number, user, password and ``rediss`` are used, never its host)."""
+    redis_sentinels: str = env("REDIS_SENTINELS", "")
+    """``host:port,host:port``: find the Redis master through these Sentinels, and follow it when
+    they fail over (docs/deployment.md, "Behind Redis Sentinel"). Empty: REDIS_URL's server."""
+    redis_sentinel_master: str = env("REDIS_SENTINEL_MASTER", "mymaster")
+    """The Sentinels' name of the master (``sentinel monitor <name> ...``)."""
+    redis_sentinel_password: str = env("REDIS_SENTINEL_PASSWORD", "")
+    """The Sentinels' own password (``requirepass`` in sentinel.conf), if they have one."""
+    redis_retry_seconds: float = env("REDIS_RETRY_SECONDS", 10.0)
+    """How long a Redis command keeps trying again on a lost connection before it fails: long
+    enough to ride out a restart or a Sentinel failover, so the worker does not exit during one."""
     data_dir: Path = env("HANDOFFS_DATA_DIR", Path(".data"))  # noqa: RUF009 - env() makes a field
     """Where embedded PostgreSQL and Redis keep their files; made absolute from the current folder."""
     db_pool_size: int = env("DB_POOL_SIZE", 10)
@@ -280,6 +291,27 @@ class Settings:
         if not self.database_url:
             raise ConfigError("DATABASE_URL is not set and no embedded PostgreSQL was started")
         return sqlalchemy_url(self.database_url)
+
+    @property
+    def redis_configured(self) -> bool:
+        """A Redis to use was named (a URL or Sentinels); otherwise one is embedded or refused."""
+        return bool(self.redis_url or self.redis_sentinels)
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """REDIS_SENTINELS as ``(host, port)`` pairs (no port: Sentinel's 26379); empty when unset."""
+        addresses = []
+        for item in self.redis_sentinels.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            host, sep, port = item.rpartition(":")
+            if not sep:
+                host, port = item, "26379"
+            host = host.strip("[]")  # [::1]:26379
+            if not host or not port.isdigit():
+                raise ConfigError(f"REDIS_SENTINELS must be host:port,host:port,..., got {item!r}")
+            addresses.append((host, int(port)))
+        return addresses
 
     @property
     def required_redis_url(self) -> str:

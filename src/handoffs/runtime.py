@@ -13,10 +13,14 @@ a few deliberate ways, written down here rather than in three wiring functions:
   cheaper than pinging before every transaction); arq's own Redis pool, which
   arq closes; the relay re-dispatches jobs lost with a killed worker.
 - ``cli``: one-shot commands; defaults everywhere.
+
+Every Redis client is made by :mod:`handoffs.redis_clients`: plain or through Sentinel, each
+one follows a failover.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
@@ -33,6 +37,7 @@ from handoffs.events import EventBus
 from handoffs.jobs.queue import create_arq_pool
 from handoffs.outbox.arq_enqueue import ArqJobQueue
 from handoffs.outbox.relay import OutboxRelay
+from handoffs.redis_clients import redis_client, redis_pool
 from handoffs.stream.guard import StreamGuard
 from handoffs.stream.hub import EventHub
 
@@ -110,9 +115,9 @@ async def open_runtime(
         _engines=engines,
     )
     if role == "api":
-        runtime.auth_redis = Redis.from_url(settings.required_redis_url, single_connection_client=True)
+        runtime.auth_redis = redis_client(settings, Redis, single_connection=True)
         runtime.hub = EventHub(
-            settings.required_redis_url,
+            functools.partial(redis_pool, settings),
             bus,
             queue_size=settings.sse_client_queue,
             keepalive_seconds=settings.sse_keepalive_seconds,

@@ -39,6 +39,8 @@ def replica_env(settings: Settings, **extra: str) -> dict[str, str]:
     env.update(
         DATABASE_URL=settings.database_url or "",
         REDIS_URL=settings.redis_url or "",
+        REDIS_SENTINELS=settings.redis_sentinels,
+        REDIS_SENTINEL_MASTER=settings.redis_sentinel_master,
         SECRET_KEY=settings.secret_key,
         HANDOFFS_DATA_DIR=str(settings.data_dir),
         OUTBOUND_ALLOWED_HOSTS=settings.outbound_allowed_hosts,

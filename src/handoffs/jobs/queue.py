@@ -1,20 +1,35 @@
-"""arq connection settings shared by the API (enqueue) and the worker (consume)."""
+"""The arq Redis client shared by the API (enqueue) and the worker (consume)."""
 
 from __future__ import annotations
 
-from arq import create_pool
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
+from arq.constants import default_queue_name, health_check_key_suffix
 
 from handoffs.config import Settings
+from handoffs.redis_clients import redis_client
 
 
-def redis_settings(settings: Settings) -> RedisSettings:
-    rs = RedisSettings.from_dsn(settings.required_redis_url)
-    # Ride out a Redis restart instead of failing at start-up.
-    rs.conn_retries = 10
-    rs.conn_retry_delay = 1
-    return rs
+def arq_redis(settings: Settings) -> ArqRedis:
+    """arq's client, made like every other (handoffs.redis_clients): through Sentinel when it is
+    configured, retrying a lost connection. Not connected yet: the first command connects."""
+    return redis_client(settings, ArqRedis)
 
 
 async def create_arq_pool(settings: Settings) -> ArqRedis:
-    return await create_pool(redis_settings(settings))
+    """:func:`arq_redis`, connected: a Redis (re)starting now is waited for, REDIS_RETRY_SECONDS."""
+    redis = arq_redis(settings)
+    try:
+        await redis.ping()
+    except BaseException:
+        await redis.aclose()
+        raise
+    return redis
+
+
+async def worker_healthy(settings: Settings) -> bool:
+    """Whether a worker reported in recently (arq's health-check key): ``handoffs worker --check``."""
+    redis = arq_redis(settings)
+    try:
+        return bool(await redis.get(default_queue_name + health_check_key_suffix))
+    finally:
+        await redis.aclose()

@@ -11,6 +11,7 @@ import uvloop
 from anthropic import AsyncAnthropic
 from arq import Worker, cron
 from prometheus_client import start_http_server
+from redis.exceptions import RedisError
 from structlog.contextvars import bind_contextvars
 
 from handoffs.config import Settings
@@ -22,7 +23,7 @@ from handoffs.jobs.email import send_escalation_emails, send_resolution_email
 from handoffs.jobs.enrichment import enrich_escalation
 from handoffs.jobs.ladder import LadderSweeper
 from handoffs.jobs.psa import push_to_psa
-from handoffs.jobs.queue import redis_settings
+from handoffs.jobs.queue import arq_redis
 from handoffs.runtime import open_runtime
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,10 @@ def worker_options(settings: Settings, *, extra_ctx: dict[str, Any] | None = Non
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
         "on_job_start": on_job_start,
-        "redis_settings": redis_settings(settings),
+        # Our client rather than arq's RedisSettings: arq's own Sentinel support neither retries nor
+        # follows a master that moves while its connections stay up (handoffs.redis_clients).
+        # Not connected until the worker starts; arq closes it when the worker stops.
+        "redis_pool": arq_redis(settings),
         "max_jobs": settings.worker_max_jobs,
         "poll_delay": settings.worker_poll_seconds,
         "job_timeout": settings.job_timeout_seconds,
@@ -128,13 +132,32 @@ def worker_options(settings: Settings, *, extra_ctx: dict[str, Any] | None = Non
     }
 
 
+class SteadyWorker(Worker):
+    """arq's Worker, but a Redis error while it polls is waited out instead of ending the process.
+
+    Commands already retry a lost connection (handoffs.redis_clients); arq's job start watches
+    keys, and redis-py never retries under a WATCH: the connection a failover drops there
+    raises, and arq would let that end its main loop. What the poll was doing is safe to do
+    again: the job's start is a transaction that did not run, so it stays queued.
+    """
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "the worker lost Redis while polling (%s: %s); polling again", type(exc).__name__, exc
+            )
+            await asyncio.sleep(1)
+
+
 def run_worker(options: dict[str, Any]) -> Worker:
-    """What ``handoffs worker`` runs, until SIGINT/SIGTERM: arq's ``Worker`` on uvloop.
+    """What ``handoffs worker`` runs, until SIGINT/SIGTERM: arq's ``Worker`` (steadied) on uvloop.
 
     uvloop: measured 10-20% less CPU per job than the default loop (bench/README.md).
     arq takes the current event loop when the ``Worker`` is built, so set it first.
     """
     asyncio.set_event_loop(uvloop.new_event_loop())
-    worker = Worker(**options)
+    worker = SteadyWorker(**options)
     worker.run()
     return worker

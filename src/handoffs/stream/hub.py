@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -56,6 +57,7 @@ from handoffs.events import (
     parse_stream_id,
     split_live_message,
 )
+from handoffs.redis_clients import FOLLOW_SECONDS, follows_sentinels, master_moved
 from handoffs.stream.guard import EndReason, StreamGuard, StreamOwner
 from handoffs.stream.process import chain_shutdown_signals, tune_gc
 from handoffs.stream.sse import event_frame, key_id, live_frame
@@ -88,7 +90,7 @@ class EventHub:
 
     def __init__(
         self,
-        redis_url: str,
+        redis: str | Callable[..., ConnectionPool],
         bus: EventBus,
         *,
         queue_size: int = 64,
@@ -112,12 +114,15 @@ class EventHub:
         self.client_name = client_name or f"handoffs-hub:{socket.gethostname()}:{os.getpid()}"
         # A pool only as a factory: the hub makes and owns exactly one
         # connection at a time, so redis-py never reconnects behind its back.
-        self._factory = ConnectionPool.from_url(
-            redis_url,
+        # ``redis``: a URL, or what makes the process's pools (handoffs.redis_clients), whose
+        # pool asks the Sentinels where the master is for each connection it makes.
+        make_pool = functools.partial(ConnectionPool.from_url, redis) if isinstance(redis, str) else redis
+        self._factory = make_pool(
             client_name=self.client_name,
             socket_connect_timeout=5,
             socket_keepalive=True,
         )
+        self._follows = follows_sentinels(self._factory)
         self._history_slots = asyncio.Semaphore(history_concurrency)
         self._channels: dict[bytes, _Channel] = {}
         # Per channel, the SUBSCRIBE (channel) / UNSUBSCRIBE (None) sent and not
@@ -336,17 +341,32 @@ class EventHub:
                 await conn.disconnect(nowait=True)
 
     async def _read(self, conn: AbstractConnection) -> None:
+        loop = asyncio.get_running_loop()
         awaiting_pong = False
+        heard = checked = loop.time()
+        # Through Sentinel, woken at least every FOLLOW_SECONDS to ask whether the master moved:
+        # an old master keeps this subscription for seconds after a failover, while the events
+        # are published on the new one (they are read back from its history on reconnect).
+        wait = min(self.ping_seconds, FOLLOW_SECONDS) if self._follows else self.ping_seconds
         while True:
-            response = await conn.read_response(timeout=self.ping_seconds)
+            response = await conn.read_response(timeout=wait)
+            now = loop.time()
+            if self._follows and now - checked >= FOLLOW_SECONDS:
+                checked = now
+                if await master_moved(self._factory, conn):
+                    raise ConnectionError("the Redis master moved (a Sentinel failover)")
             if response is None:
+                if now - heard < self.ping_seconds:
+                    continue
                 # Quiet line: prove Redis is still there (a dead peer that
                 # never closed the socket would otherwise hang us forever).
                 if awaiting_pong:
                     raise ConnectionError("Redis did not answer PING")
                 awaiting_pong = True
+                heard = now
                 await conn.send_command("PING", check_health=False)
                 continue
+            heard = now
             awaiting_pong = False
             if isinstance(response, list) and response:
                 kind = response[0]
