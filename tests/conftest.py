@@ -74,6 +74,12 @@ def test_services() -> Iterator[TestServices]:
         services.stop()
 
 
+#: Tests keep a user's row this long (production: 5 s, handoffs.security.user_cache).
+AUTH_USER_CACHE_SECONDS = 0.5
+#: How long a test waits at most for a change of a user's row to apply: the cache plus a margin.
+AUTH_USER_CACHE_BOUND = AUTH_USER_CACHE_SECONDS + 5
+
+
 @pytest.fixture(scope="session")
 def settings(test_services: TestServices, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     settings = Settings(
@@ -87,6 +93,9 @@ def settings(test_services: TestServices, tmp_path_factory: pytest.TempPathFacto
         # The fake PSA and chat servers listen on this machine, over plain http (tests/support):
         # the production default allows neither. tests/api/test_outbound_urls.py runs without it.
         outbound_allowed_hosts=TEST_OUTBOUND_ALLOWED_HOSTS,
+        # The user's row is kept as in production, for less time: a test that deactivates someone
+        # in the database waits for the bound (AUTH_USER_CACHE_BOUND) rather than 5 s.
+        auth_user_cache_seconds=AUTH_USER_CACHE_SECONDS,
     )
     use_keys(settings.data_encryption_keys())  # as every process does when it builds its runtime
     migrate(settings)

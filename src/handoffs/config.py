@@ -119,6 +119,10 @@ class Settings:
     secret_key: str = env("SECRET_KEY", "")
     """Signs the JWTs. Every replica of one installation must share it."""
     token_ttl_minutes: int = env("TOKEN_TTL_MINUTES", 12 * 60)
+    auth_user_cache_seconds: float = env("AUTH_USER_CACHE_SECONDS", 5.0)
+    """How long a process keeps a signed-in user's row instead of reading it per request: a
+    deactivation or role change made in the database applies within this (0: every request reads
+    it). Signing out applies at once regardless (handoffs.security.user_cache)."""
     login_max_failures_per_email: int = env("LOGIN_MAX_FAILURES_PER_EMAIL", 10)
     """Failed sign-ins per email per window before sign-in answers 429 (docs/security.md)."""
     login_max_failures_per_address: int = env("LOGIN_MAX_FAILURES_PER_ADDRESS", 50)

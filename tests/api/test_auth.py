@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
 import pytest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.config import Settings
-from tests.conftest import Api
+from tests.conftest import AUTH_USER_CACHE_BOUND, AUTH_USER_CACHE_SECONDS, Api
+from tests.support.people import change_user, new_colleague
+from tests.support.polling import eventually
 
 
 async def test_login_returns_a_bearer_token_and_the_user(api: Api) -> None:
@@ -87,8 +93,10 @@ async def test_token_of_a_deactivated_user_stops_working(api: Api, db) -> None: 
     await db.execute(update(User).where(User.email == "sam@acme.test").values(is_active=False))
     await db.commit()
     try:
-        response = await api.call("sam", "GET", "/api/v1/me")
-        assert response.status_code == 401
+        # Within the time a process keeps a user's row (AUTH_USER_CACHE_SECONDS), on every request.
+        await eventually(
+            lambda: status_of(api, "sam", "GET", "/api/v1/me"), 401, within=AUTH_USER_CACHE_BOUND
+        )
     finally:
         await db.execute(update(User).where(User.email == "sam@acme.test").values(is_active=True))
         await db.commit()
@@ -133,3 +141,55 @@ def test_logout_revokes_that_token_on_every_replica_and_only_that_one(replicas: 
     assert (me(a, script), me(b, script)) == (200, 200)  # the user's other token is still good
     again = httpx.post(f"{b}/api/v1/auth/logout", headers={"Authorization": f"Bearer {laptop}"})
     assert again.status_code == 401
+
+
+async def status_of(api: Api, who: Any, method: str, path: str, **kwargs: Any) -> int:
+    return int((await api.call(who, method, path, **kwargs)).status_code)
+
+
+async def test_a_role_changed_in_the_database_applies_within_the_time_a_users_row_is_kept(
+    api: Api, db: AsyncSession
+) -> None:
+    person = await new_colleague(db)
+    login = await api.call(
+        None, "POST", "/api/v1/auth/login", json={"email": person.email, "password": "demo"}
+    )
+    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    body = {"title": "Printer", "problem_summary": "The printer is offline"}
+
+    async def create() -> int:
+        return (await api.client.post("/api/v1/ai-sessions", json=body, headers=headers)).status_code
+
+    assert await create() == 201
+    await change_user(db, person, role="viewer")
+    await eventually(create, 403, within=AUTH_USER_CACHE_BOUND)
+    assert (await api.client.get("/api/v1/me", headers=headers)).json()["role"] == "viewer"
+
+
+async def test_a_users_row_is_read_once_per_keeping_time_not_on_every_request(
+    api: Api, db: AsyncSession
+) -> None:
+    from handoffs.runtime import runtime_of
+
+    person = await new_colleague(db)
+    login = await api.call(
+        None, "POST", "/api/v1/auth/login", json={"email": person.email, "password": "demo"}
+    )
+    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    reads: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM users" in statement:
+            reads.append(statement)
+
+    engine = runtime_of(api.client.app).engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for _ in range(3):
+            assert (await api.client.get("/api/v1/me", headers=headers)).status_code == 200
+        assert len(reads) == 1, reads  # the first request read it; the next two were served from it
+        await asyncio.sleep(AUTH_USER_CACHE_SECONDS + 0.1)
+        assert (await api.client.get("/api/v1/me", headers=headers)).status_code == 200
+        assert len(reads) == 2, reads
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

@@ -49,6 +49,7 @@ def replica_env(settings: Settings, **extra: str) -> dict[str, str]:
         DB_POOL_SIZE="5",
         DB_MAX_OVERFLOW="25",
         DB_PGBOUNCER="1" if settings.db_pgbouncer else "0",
+        AUTH_USER_CACHE_SECONDS=str(settings.auth_user_cache_seconds),
     )
     env.update(extra)  # callers may override any of the above
     return env

@@ -3,9 +3,10 @@
 API clients send ``Authorization: Bearer <token>``; the browser console holds
 the same token in an HttpOnly, SameSite cookie (``SESSION_COOKIE``), with the
 double-submit CSRF check of ``handoffs.security.csrf`` on unsafe methods. The token
-names the user only; account, team and role are read from the user's row on
-every request, so a role change or deactivation applies at once and nothing
-about the tenant is ever taken from the request.
+names the user only; account, team and role come from the user's row, read at most
+``AUTH_USER_CACHE_SECONDS`` ago (handoffs.security.user_cache), so a role change or
+deactivation applies within that, and nothing about the tenant is ever taken from
+the request.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from handoffs.request_id import bind_user
 from handoffs.runtime import STATE_KEY
 from handoffs.security.cookies import CSRF_COOKIE, SESSION_COOKIE, csrf_token_for
 from handoffs.security.revocation import is_revoked
+from handoffs.security.user_cache import UserCache
 
 #: Paths reachable without a token.
 #: Patterns searched anywhere in the path (Litestar), so ``/metrics`` is anchored: it has its own
@@ -39,6 +41,8 @@ PUBLIC_PATHS = ["/api/v1/auth/login", "/api/v1/auth/session", "/health", "/schem
 
 
 def create_jwt_auth(settings: Settings, alchemy: SQLAlchemyAsyncConfig) -> JWTCookieAuth[User]:
+    users = UserCache(settings.auth_user_cache_seconds)
+
     async def retrieve_user(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> User | None:
         try:
             user_id = UUID(token.sub)
@@ -51,12 +55,16 @@ def create_jwt_auth(settings: Settings, alchemy: SQLAlchemyAsyncConfig) -> JWTCo
             and await is_revoked(runtime.auth_redis, token)
         ):
             return None  # signed out
-        # The same session the handler's `db_session` dependency gets, so a
-        # request opens one connection, not two.
-        db = alchemy.provide_session(connection.app.state, connection.scope)
-        user: User | None = await db.scalar(select(User).where(User.id == user_id, User.is_active.is_(True)))
-        if user is not None:
-            bind_user(user.account_id, user.id)  # the request's later log lines name them
+        user = users.get(user_id)
+        if user is None:
+            # The same session the handler's `db_session` dependency gets, so a
+            # request opens one connection, not two.
+            db = alchemy.provide_session(connection.app.state, connection.scope)
+            user = await db.scalar(select(User).where(User.id == user_id, User.is_active.is_(True)))
+            if user is None:
+                return None
+            users.keep(user)
+        bind_user(user.account_id, user.id)  # the request's later log lines name them
         return user
 
     return JWTCookieAuth[User](
