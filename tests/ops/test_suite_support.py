@@ -74,7 +74,7 @@ async def test_another_runs_test_database_is_kept_and_only_a_day_old_one_is_drop
 
 #: The concerns a setting's name starts with (docs/deployment.md, "Environment variables, Names").
 SETTING_PREFIXES = (
-    "DB_", "REDIS_", "SSE_", "JOB_", "WORKER_", "LADDER_", "LOGIN_", "TOKEN_", "ANTHROPIC_", "AI_",
+    "DB_", "REDIS_", "SSE_", "JOB_", "WORKER_", "LADDER_", "LOGIN_", "AUTH_", "TOKEN_", "ANTHROPIC_", "AI_",
     "SMTP_", "LOG_", "SHUTDOWN_", "OUTBOX_", "OUTBOUND_", "METRICS_", "DATA_", "HANDOFFS_",
 )  # fmt: skip
 BARE_SETTING_NAMES = {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PUBLIC_URL"}
