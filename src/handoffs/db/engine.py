@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from handoffs.config import Settings
+from handoffs.db import tenancy
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
 
@@ -27,6 +28,8 @@ def create_engine(
     pre_ping: bool = True,
     pool_size: int | None = None,
     max_overflow: int | None = None,
+    scope: tenancy.Scope | None = None,
+    app_role: bool = True,
 ) -> AsyncEngine:
     """The process's engine.
 
@@ -37,8 +40,13 @@ def create_engine(
 
     ``hide_parameters``: a failed statement's error (and so every log line and traceback
     of it) never carries its bound values: credentials, emails, notes and transcripts.
+
+    Every transaction runs as ``DB_APP_ROLE`` in a row-level security scope (handoffs.db.tenancy):
+    ``scope`` fixes it for the engine (the worker's, the CLI's, the relay's: ``SYSTEM``), else
+    each task says (the API: the signed-in user's account). ``app_role=False`` keeps the login
+    role (the tests' harness, which truncates and seeds as the owner).
     """
-    return create_async_engine(
+    engine = create_async_engine(
         settings.sqlalchemy_url,
         connect_args=connect_args(settings),
         hide_parameters=True,
@@ -46,7 +54,10 @@ def create_engine(
         max_overflow=settings.db_max_overflow if max_overflow is None else max_overflow,
         pool_pre_ping=pre_ping,
         pool_recycle=1800,
+        execution_options={} if scope is None else {tenancy.SCOPE_OPTION: scope},
     )
+    tenancy.install(engine, settings.db_app_role if app_role else "")
+    return engine
 
 
 def connect_args(settings: Settings) -> dict[str, Any]:

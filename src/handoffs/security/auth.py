@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from handoffs.config import Settings
 from handoffs.db.models import User
+from handoffs.db.tenancy import SYSTEM, enter_account, use_scope
 from handoffs.enums import Role
 from handoffs.request_id import bind_user
 from handoffs.runtime import STATE_KEY
@@ -54,7 +55,20 @@ def create_jwt_auth(settings: Settings, alchemy: SQLAlchemyAsyncConfig) -> JWTCo
         # The same session the handler's `db_session` dependency gets, so a
         # request opens one connection, not two.
         db = alchemy.provide_session(connection.app.state, connection.scope)
-        user: User | None = await db.scalar(select(User).where(User.id == user_id, User.is_active.is_(True)))
+        # Row-level security (handoffs.db.tenancy): the token's user is looked up before their
+        # account is known, so in the system scope; the same statement then narrows the rest of
+        # its transaction to the user's account (enter_account: no extra round trip), and the
+        # request's later transactions begin narrowed.
+        use_scope(SYSTEM)
+        found = (
+            await db.execute(
+                select(User, enter_account(User.account_id)).where(
+                    User.id == user_id, User.is_active.is_(True)
+                )
+            )
+        ).first()
+        user: User | None = None if found is None else found[0]
+        use_scope(None if user is None else user.account_id)
         if user is not None:
             bind_user(user.account_id, user.id)  # the request's later log lines name them
         return user
