@@ -215,9 +215,10 @@ async def seed(settings: Any, email: str) -> Seeded:
 
     from handoffs.db.engine import create_engine, create_sessionmaker
     from handoffs.db.models import User
+    from handoffs.db.tenancy import SYSTEM
     from handoffs.domain.accounts.service import seed_demo
 
-    engine = create_engine(settings)
+    engine = create_engine(settings, scope=SYSTEM, app_role=False)  # as the tests' harness
     try:
         async with create_sessionmaker(engine)() as db:
             await seed_demo(db)

@@ -314,9 +314,10 @@ async def create_sessions(settings: Any, owner: common.Seeded, n: int, messages:
 
     from handoffs.db.engine import create_engine, create_sessionmaker
     from handoffs.db.models import AISession, SessionMessage
+    from handoffs.db.tenancy import SYSTEM
     from handoffs.enums import MessageRole, SessionStatus
 
-    engine = create_engine(settings)
+    engine = create_engine(settings, scope=SYSTEM, app_role=False)  # as the tests' harness
     ids: list[UUID] = []
     try:
         async with create_sessionmaker(engine)() as db:
@@ -362,6 +363,7 @@ async def table_counts(settings: Any) -> dict[str, int]:
 
     from handoffs.db.engine import create_engine
     from handoffs.db.models import Notification, OutboxMessage, SessionHandoff
+    from handoffs.db.tenancy import SYSTEM
 
     count = select(func.count())
     queries = {
@@ -370,7 +372,7 @@ async def table_counts(settings: Any) -> dict[str, int]:
         "outbox_escalate": count.select_from(OutboxMessage).where(OutboxMessage.topic != BASELINE_TOPIC),
         "outbox_baseline": count.select_from(OutboxMessage).where(OutboxMessage.topic == BASELINE_TOPIC),
     }
-    engine = create_engine(settings)
+    engine = create_engine(settings, scope=SYSTEM, app_role=False)  # as the tests' harness
     try:
         async with engine.connect() as conn:
             return {name: int((await conn.execute(q)).scalar_one()) for name, q in queries.items()}

@@ -64,10 +64,11 @@ async def sweep_cost(settings: Any, seeded: Any, sizes: list[int], reps: int) ->
     from sqlalchemy import text
 
     from handoffs.db.engine import create_engine, create_sessionmaker
+    from handoffs.db.tenancy import SYSTEM
     from handoffs.jobs.context import JobContext
     from handoffs.jobs.ladder import _DUE, step_up_due
 
-    engine = create_engine(settings)
+    engine = create_engine(settings, scope=SYSTEM, app_role=False)  # as the tests' harness
     rows: list[dict[str, Any]] = []
     have = 0
     try:
@@ -129,8 +130,9 @@ async def lateness(settings: Any, seeded: Any, due: int, spread: float) -> dict[
     from sqlalchemy import text
 
     from handoffs.db.engine import create_engine
+    from handoffs.db.tenancy import SYSTEM
 
-    engine = create_engine(settings)
+    engine = create_engine(settings, scope=SYSTEM, app_role=False)  # as the tests' harness
     try:
         await asyncio.sleep(3)  # the worker starts and sweeps once
         start = datetime.now(UTC) + timedelta(seconds=1)

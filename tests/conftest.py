@@ -19,6 +19,7 @@ from handoffs.app import create_app
 from handoffs.config import Settings
 from handoffs.db.encryption import use_keys
 from handoffs.db.engine import create_engine, create_sessionmaker, migrate
+from handoffs.db.tenancy import SYSTEM
 from handoffs.domain.accounts.service import DEMO_PASSWORD, DEMO_USERS, seed_demo
 from tests.support.fake_chat import FakeChat
 from tests.support.infra import TEST_DATA, TestServices, start_test_services
@@ -104,7 +105,10 @@ def settings(test_services: TestServices, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="session")
 async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(settings)
+    """The tests' own engine: the login role (the tables' owner, or a superuser), in the system
+    scope, so it seeds, truncates and inspects every account's rows; the app's engines run as
+    DB_APP_ROLE, held to row-level security (tests/api/test_row_level_security.py)."""
+    engine = create_engine(settings, scope=SYSTEM, app_role=False)
     async with create_sessionmaker(engine)() as db:
         await seed_demo(db)
     yield engine

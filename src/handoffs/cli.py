@@ -52,9 +52,10 @@ def _running_services(settings: Settings) -> Iterator[Settings]:
 
 async def _seed(settings: Settings) -> int:
     from handoffs.db.engine import create_engine, create_sessionmaker
+    from handoffs.db.tenancy import SYSTEM  # the CLI's statements span accounts
     from handoffs.domain.accounts.service import seed_demo
 
-    engine = create_engine(settings)
+    engine = create_engine(settings, scope=SYSTEM)
     try:
         async with create_sessionmaker(engine)() as db:
             return await seed_demo(db)
@@ -203,6 +204,7 @@ def outbox(data_dir: str | None, limit: int, retry_failed: bool, topic: str | No
 
     from handoffs.db.engine import create_engine, create_sessionmaker
     from handoffs.db.models import OutboxMessage
+    from handoffs.db.tenancy import SYSTEM  # the CLI's statements span accounts
     from handoffs.enums import OutboxStatus
 
     if topic and not retry_failed:
@@ -224,7 +226,7 @@ def outbox(data_dir: str | None, limit: int, retry_failed: bool, topic: str | No
         click.echo(f"{len(retried)} failed jobs queued again" if retried else "no failed jobs to retry")
 
     async def show(settings: Settings) -> None:
-        engine = create_engine(settings)
+        engine = create_engine(settings, scope=SYSTEM)
         try:
             async with create_sessionmaker(engine)() as db:
                 counts = await db.execute(
@@ -292,12 +294,13 @@ def create_user(
 ) -> None:
     """Create a user (and their account and team when missing)."""
     from handoffs.db.engine import create_engine, create_sessionmaker
+    from handoffs.db.tenancy import SYSTEM  # the CLI's statements span accounts
     from handoffs.domain.accounts.service import UserService
     from handoffs.enums import Role
     from handoffs.errors import DomainError
 
     async def run(settings: Settings) -> str:
-        engine = create_engine(settings)
+        engine = create_engine(settings, scope=SYSTEM)
         try:
             async with create_sessionmaker(engine)() as db:
                 service = UserService(db)
@@ -336,9 +339,10 @@ def rotate_secrets(data_dir: str | None, batch_size: int, clear_unreadable: bool
     """
     from handoffs.db.encryption import installed_keys, rotate
     from handoffs.db.engine import create_engine
+    from handoffs.db.tenancy import SYSTEM  # the CLI's statements span accounts
 
     async def run(settings: Settings) -> None:
-        engine = create_engine(settings)
+        engine = create_engine(settings, scope=SYSTEM)
         try:
             done = await rotate(
                 engine, installed_keys(), batch_size=batch_size, clear_unreadable=clear_unreadable

@@ -114,6 +114,10 @@ class Settings:
     db_pgbouncer: bool = env("DB_PGBOUNCER", False)
     """DATABASE_URL leads to PgBouncer in transaction pooling mode: no statement cache, so no
     prepared statement is left on a shared server connection (docs/deployment.md)."""
+    db_app_role: str = env("DB_APP_ROLE", "handoffs_app")
+    """The role every transaction runs as (``SET LOCAL ROLE``): not the tables' owner, so their
+    row-level security applies (migration 0009 creates it and grants it to the migrating user).
+    Empty: no switch, for a login role that is already such a role (docs/security.md)."""
 
     # -- the API -------------------------------------------------------------------------
     secret_key: str = env("SECRET_KEY", "")

@@ -84,7 +84,7 @@ class MetricsController(Controller):
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
             raise NotAuthorizedException("Send Authorization: Bearer <METRICS_TOKEN>.")
         try:
-            async with runtime.engine.connect() as conn:
+            async with runtime.system_engine.connect() as conn:  # every account's backlog
                 counted = dict((await conn.execute(_BACKLOG)).tuples().all())
             for status in (OutboxStatus.pending, OutboxStatus.dispatched, OutboxStatus.failed):
                 metrics.OUTBOX_BACKLOG.labels(status.value).set(counted.get(status, 0))

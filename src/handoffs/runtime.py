@@ -5,7 +5,8 @@ the outbox relay and, in an API replica, the live-stream hub. The roles differ i
 a few deliberate ways, written down here rather than in three wiring functions:
 
 - ``api``: the engine the SQLAlchemy plugin also uses (checked on checkout:
-  a request never meets a connection PostgreSQL dropped); the relay gets its
+  a request never meets a connection PostgreSQL dropped), each request's
+  transactions scoped to its user's account (handoffs.db.tenancy); the relay gets its
   own small pool without pre-ping (one flusher at a time; a batch that meets a
   dropped connection stays pending for the sweep); the hub holds the replica's
   one Redis subscription.
@@ -15,7 +16,9 @@ a few deliberate ways, written down here rather than in three wiring functions:
 - ``cli``: one-shot commands; defaults everywhere.
 
 Every Redis client is made by :mod:`handoffs.redis_clients`: plain or through Sentinel, each
-one follows a failover.
+one follows a failover. The worker's, the CLI's and the relay's engines are in the row-level
+security's system scope: their statements span accounts (batches of outbox ids, the ladder's
+sweep, seeding).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from handoffs.config import Settings
 from handoffs.db.encryption import use_keys
 from handoffs.db.engine import create_engine, create_sessionmaker
+from handoffs.db.tenancy import SYSTEM, system_engine
 from handoffs.events import EventBus
 from handoffs.jobs.queue import create_arq_pool
 from handoffs.outbox.arq_enqueue import ArqJobQueue
@@ -56,6 +60,9 @@ class Runtime:
     redis: ArqRedis
     bus: EventBus
     relay: OutboxRelay
+    system_engine: AsyncEngine
+    """``engine`` in the system scope, for the API's few cross-account reads (the outbox backlog
+    of /metrics); the worker's and the CLI's ``engine`` is already."""
     hub: EventHub | None = None
     """The live-stream hub: API replicas only."""
     auth_redis: Redis | None = None
@@ -87,7 +94,8 @@ async def open_runtime(
     use_keys(settings.data_encryption_keys())  # the encrypted columns' keys (handoffs.db.encryption)
     engines: list[AsyncEngine] = []
     if engine is None:
-        engine = create_engine(settings, pre_ping=role != "worker")
+        # The API's engine is the plugin's, given: its scope is each request's.
+        engine = create_engine(settings, pre_ping=role != "worker", scope=None if role == "api" else SYSTEM)
     engines.append(engine)
     owned_redis = redis is None
     redis = redis if redis is not None else await create_arq_pool(settings)
@@ -96,7 +104,7 @@ async def open_runtime(
     relay_options: dict[str, Any] = {}
     relay_sessionmaker = sessionmaker
     if role == "api":
-        relay_engine = create_engine(settings, pre_ping=False, pool_size=2, max_overflow=2)
+        relay_engine = create_engine(settings, pre_ping=False, pool_size=2, max_overflow=2, scope=SYSTEM)
         engines.append(relay_engine)
         relay_sessionmaker = create_sessionmaker(relay_engine)
         relay_options["fast_path"] = settings.outbox_fast_path
@@ -112,6 +120,7 @@ async def open_runtime(
         bus=bus,
         relay=OutboxRelay(relay_sessionmaker, bus, ArqJobQueue(redis), **relay_options),
         _owned_redis=owned_redis,
+        system_engine=system_engine(engine) if role == "api" else engine,
         _engines=engines,
     )
     if role == "api":
@@ -122,7 +131,8 @@ async def open_runtime(
             queue_size=settings.sse_client_queue,
             keepalive_seconds=settings.sse_keepalive_seconds,
             gc_gen0_threshold=settings.sse_gc_gen0_threshold,
-            guard=StreamGuard.of(engine, runtime.auth_redis, settings),
+            # It re-checks every open stream's user at once, whatever their account.
+            guard=StreamGuard.of(system_engine(engine), runtime.auth_redis, settings),
         )
         await runtime.hub.start()
     return runtime

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from handoffs.app import create_app
 from handoffs.config import Settings
+from handoffs.db.engine import migrate
 from handoffs.embedded import EmbeddedPostgres, EmbeddedRedis
 from tests.conftest import Api
 from tests.support.polling import wait_for
@@ -41,6 +42,9 @@ async def test_readiness_answers_503_naming_what_is_down_and_200_once_it_is_back
     postgres, redis = EmbeddedPostgres(tmp_path / "postgres"), EmbeddedRedis(tmp_path / "redis")
     app_settings = replace(settings, database_url=postgres.start(), redis_url=redis.start())
     try:
+        # Migrated: the readiness check's transaction switches to the app role (migration 0009)
+        # as every transaction does; a database without it is not one a replica can serve.
+        await asyncio.to_thread(migrate, app_settings)
         async with AsyncTestClient(app=create_app(app_settings)) as client:
             assert await ready_until(client, 200) == {
                 "status": "ok", "postgres": "ok", "redis": "ok", "live_stream": "ok",

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from handoffs.config import Settings
 from handoffs.db.engine import UUID_ARRAY, create_engine, create_sessionmaker, migrate
 from handoffs.db.models import Account, SessionHandoff, User
+from handoffs.db.tenancy import SYSTEM
 from tests.conftest import Api, many_engineers
 from tests.support.infra import TestServices, drop_database, recreate_database
 from tests.support.pgbouncer import PGBOUNCER, Bouncer, run_pgbouncer
@@ -75,7 +76,8 @@ async def test_many_clients_and_transactions_on_one_server_connection_leave_no_s
     settings: Settings, bouncer: Bouncer, api: Api
 ) -> None:
     bounced = through(settings, bouncer, "shared")
-    engines = [create_engine(bounced, pool_size=2, max_overflow=0) for _ in range(3)]
+    # As the worker's: the role switch and the scope, each transaction, through PgBouncer too.
+    engines = [create_engine(bounced, pool_size=2, max_overflow=0, scope=SYSTEM) for _ in range(3)]
     account_id = api["jane"].account_id
     user_ids = [api[who].id for who in ("jane", "sam", "ada")]
 

@@ -25,6 +25,7 @@ from handoffs.config import ConfigError, Settings
 from handoffs.db.encryption import use_keys
 from handoffs.db.engine import alembic_config, create_engine, create_sessionmaker
 from handoffs.db.models import ChatIntegration, PsaConnection
+from handoffs.db.tenancy import SYSTEM
 from tests.conftest import Api
 from tests.support.infra import TestServices, drop_database, recreate_database, with_database
 from tests.support.replicas import ROOT, replica_env
@@ -240,7 +241,8 @@ async def test_migration_0008_encrypts_the_rows_already_there_and_downgrade_decr
     key = _key()
     at_0007 = _cli(old_database, "migrate", "--revision", "0007", data_key=key)
     assert at_0007.returncode == 0, at_0007.stderr
-    engine = create_engine(old_database)
+    # The harness's, as conftest's: the login role; at 0007 there is no app role yet.
+    engine = create_engine(old_database, scope=SYSTEM, app_role=False)
     try:
         await _insert_plain_rows(engine)
         # `handoffs migrate` with the installation's DATA_ENCRYPTION_KEY, as a deploy runs it.

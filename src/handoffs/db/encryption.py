@@ -168,6 +168,8 @@ async def rotate(
 ) -> Rotation:
     """Re-encrypt every secret with ``keys[0]``, ``batch_size`` rows per transaction.
 
+    ``engine`` must be in row-level security's system scope (the CLI's is): every account's rows.
+
     Idempotent: a token the first key already opens is left as it is, so a second run (or one
     after an interrupted run) rewrites nothing it did before. Each row is written only if it still
     holds the token that was read (compare-and-set): an admin's save meanwhile, already under the

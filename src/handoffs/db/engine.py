@@ -15,6 +15,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from handoffs.config import Settings
+from handoffs.db import tenancy
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
 
@@ -29,6 +30,8 @@ def create_engine(
     pre_ping: bool = True,
     pool_size: int | None = None,
     max_overflow: int | None = None,
+    scope: tenancy.Scope | None = None,
+    app_role: bool = True,
 ) -> AsyncEngine:
     """The process's engine.
 
@@ -43,6 +46,11 @@ def create_engine(
 
     ``hide_parameters``: a failed statement's error (and so every log line and traceback
     of it) never carries its bound values: credentials, emails, notes and transcripts.
+
+    Every transaction runs as ``DB_APP_ROLE`` in a row-level security scope (handoffs.db.tenancy):
+    ``scope`` fixes it for the engine (the worker's, the CLI's, the relay's: ``SYSTEM``), else
+    each task says (the API: the signed-in user's account). ``app_role=False`` keeps the login
+    role (the tests' harness, which truncates and seeds as the owner).
     """
     engine = create_async_engine(
         settings.sqlalchemy_url,
@@ -51,9 +59,11 @@ def create_engine(
         pool_size=settings.db_pool_size if pool_size is None else pool_size,
         max_overflow=settings.db_max_overflow if max_overflow is None else max_overflow,
         pool_recycle=1800,
+        execution_options={} if scope is None else {tenancy.SCOPE_OPTION: scope},
     )
     if pre_ping:
         event.listen(engine.sync_engine.pool, "checkout", _refuse_closed)
+    tenancy.install(engine, settings.db_app_role if app_role else "")
     return engine
 
 

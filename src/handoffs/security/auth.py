@@ -27,6 +27,7 @@ from sqlalchemy import select
 
 from handoffs.config import Settings
 from handoffs.db.models import User
+from handoffs.db.tenancy import SYSTEM, enter_account, use_scope
 from handoffs.enums import Role
 from handoffs.request_id import bind_user
 from handoffs.runtime import STATE_KEY
@@ -60,10 +61,24 @@ def create_jwt_auth(settings: Settings, alchemy: SQLAlchemyAsyncConfig) -> JWTCo
             # The same session the handler's `db_session` dependency gets, so a
             # request opens one connection, not two.
             db = alchemy.provide_session(connection.app.state, connection.scope)
-            user = await db.scalar(select(User).where(User.id == user_id, User.is_active.is_(True)))
-            if user is None:
+            # Row-level security (handoffs.db.tenancy): the token's user is looked up before their
+            # account is known, so in the system scope; the same statement then narrows the rest of
+            # its transaction to the user's account (enter_account: no extra round trip).
+            use_scope(SYSTEM)
+            found = (
+                await db.execute(
+                    select(User, enter_account(User.account_id)).where(
+                        User.id == user_id, User.is_active.is_(True)
+                    )
+                )
+            ).first()
+            if found is None:
+                use_scope(None)
                 return None
+            user = found[0]
             users.keep(user)
+        # The request's later transactions begin narrowed to the user's account.
+        use_scope(user.account_id)
         bind_user(user.account_id, user.id)  # the request's later log lines name them
         return user
 

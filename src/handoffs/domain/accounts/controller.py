@@ -12,6 +12,7 @@ from litestar.params import JSONBody, QueryParameter
 from litestar.security.jwt import Token
 
 from handoffs.db.models import User
+from handoffs.db.tenancy import SYSTEM, scoped
 from handoffs.deps import DbSession
 from handoffs.domain.accounts.schemas import (
     Colleague,
@@ -60,7 +61,11 @@ async def sign_in(request: Request[Any, Any, Any], db: DbSession, data: LoginIn)
             f"Too many failed sign-ins; try again in {duration(wait)}.",
             headers={"Retry-After": str(wait)},
         )
-    user = await UserService(db).authenticate(data.email, data.password)
+    # An email names a user of any account: looked up in row-level security's system scope, in
+    # a transaction ended right after, so nothing else of the request reads across accounts.
+    with scoped(SYSTEM):
+        user = await UserService(db).authenticate(data.email, data.password)
+        await db.commit()  # read-only; instead of the rollback the session's close would send
     if user is None:
         await limiter.failed(address, data.email)
         raise NotAuthorizedException("Wrong email or password")
