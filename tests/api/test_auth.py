@@ -193,3 +193,21 @@ async def test_a_users_row_is_read_once_per_keeping_time_not_on_every_request(
         assert len(reads) == 2, reads
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+async def test_a_kept_token_is_refused_once_it_expires_and_an_altered_copy_never_passes(
+    api: Api, settings: Settings
+) -> None:
+    from litestar.security.jwt import Token
+
+    sam = api["sam"]
+    token = Token(sub=str(sam.id), exp=datetime.now(UTC) + timedelta(seconds=2), jti="kept-expiring")
+    encoded = token.encode(secret=settings.secret_key, algorithm="HS256")
+    headers = {"Authorization": f"Bearer {encoded}"}
+    assert (await api.client.get("/api/v1/me", headers=headers)).status_code == 200
+    assert (await api.client.get("/api/v1/me", headers=headers)).status_code == 200  # kept now
+    head, payload, signature = encoded.split(".")
+    altered = f"{head}.{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
+    response = await api.client.get("/api/v1/me", headers={"Authorization": f"Bearer {altered}"})
+    assert response.status_code == 401
+    await eventually(lambda: status_of(api, None, "GET", "/api/v1/me", headers=headers), 401, within=10)

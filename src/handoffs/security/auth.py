@@ -33,6 +33,7 @@ from handoffs.request_id import bind_user
 from handoffs.runtime import STATE_KEY
 from handoffs.security.cookies import CSRF_COOKIE, SESSION_COOKIE, csrf_token_for
 from handoffs.security.revocation import is_revoked
+from handoffs.security.tokens import KeptToken
 from handoffs.security.user_cache import UserCache
 
 #: Paths reachable without a token.
@@ -84,6 +85,7 @@ def create_jwt_auth(settings: Settings, alchemy: SQLAlchemyAsyncConfig) -> JWTCo
 
     return JWTCookieAuth[User](
         retrieve_user_handler=retrieve_user,
+        token_cls=KeptToken,
         token_secret=settings.resolved_secret_key(),
         default_token_expiration=timedelta(minutes=settings.token_ttl_minutes),
         exclude=PUBLIC_PATHS,
