@@ -60,12 +60,30 @@ def is_secret_key(key: str) -> bool:
     return _SECRET_KEY.search(key.lower().replace("-", "_")) is not None
 
 
+#: PostgreSQL's ``DETAIL`` line of an error carries the row's values ("Key (email)=(ada@…)
+#: already exists", "Failing row contains (…)"), and asyncpg puts it into the error's text, so into
+#: every traceback of it: the rest of the line goes. The message and the constraint's name stay.
+_PG_DETAIL = re.compile(r"(DETAIL:\s*).*$", re.MULTILINE)
+
+
 def scrub(text: str) -> str:
-    """``text`` with the values after secret-looking words (``token=…``, ``password: …``) and
-    bearer tokens replaced by ``[redacted]``."""
+    """``text`` with the values after secret-looking words (``token=…``, ``password: …``), bearer
+    tokens and PostgreSQL's ``DETAIL`` of a failed statement replaced by ``[redacted]``."""
+    if "DETAIL:" in text:
+        text = _PG_DETAIL.sub(lambda m: m[1] + REDACTED, text)
     if _HINT.search(text) is None:  # nearly every line: one scan, no substitution
         return text
     return _SECRET_IN_TEXT.sub(lambda m: (m["key"] or m["scheme"]) + REDACTED, text)
+
+
+class TextFormatter(logging.Formatter):
+    """:data:`TEXT_FORMAT` lines, scrubbed as the JSON ones are (:func:`scrub`), traceback included."""
+
+    def __init__(self, fmt: str = TEXT_FORMAT) -> None:
+        super().__init__(fmt)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
 
 
 def _masked(value: Any, depth: int = 0) -> Any:
@@ -203,7 +221,9 @@ def configure_logging(log_format: str = "text", *, verbose: bool = False) -> Non
         handler.setFormatter(JsonFormatter())
         logging.basicConfig(level=level, handlers=[handler])
     else:
-        logging.basicConfig(level=level, format=TEXT_FORMAT)
+        handler = logging.StreamHandler()
+        handler.setFormatter(TextFormatter())
+        logging.basicConfig(level=level, handlers=[handler])
     if not verbose:
         quiet_routine_logs()
 
@@ -235,9 +255,7 @@ def app_logging(log_format: str) -> AppLogging:
     root: dict[str, Any] = {"handlers": ["queue_listener"], "level": logging.getLevelName(level)}
     if log_format != "json":
         return AppLogging(
-            LoggingConfig(
-                formatters={"standard": {"format": TEXT_FORMAT}}, root=root, log_exceptions="never"
-            ),
+            LoggingConfig(formatters={"standard": {"()": TextFormatter}}, root=root, log_exceptions="never"),
             [],
         )
     formatters: dict[str, dict[str, Any]] = {"standard": {"()": JsonFormatter}}

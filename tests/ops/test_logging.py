@@ -11,6 +11,7 @@ import logging
 import re
 import signal
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -389,3 +390,32 @@ def test_an_app_built_in_a_process_the_cli_did_not_set_up_still_logs_info(settin
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "probe line from a fresh process" in done.stdout + done.stderr
+
+
+HIDDEN_EMAIL = "hidden@acme.test"
+
+
+async def test_a_failed_statements_values_reach_no_log_line_in_either_format(engine: AsyncEngine) -> None:
+    """PostgreSQL's DETAIL ("Key (email)=(…) already exists") is in the driver's error text, so in
+    every traceback of it; both formats drop it and keep the constraint's name."""
+    from sqlalchemy import text as sql
+    from sqlalchemy.exc import IntegrityError
+
+    from handoffs.logs import JsonFormatter, TextFormatter
+
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sql("CREATE TEMP TABLE leak (email text UNIQUE)"))
+            # Bound, so the traceback's copy of this source line does not hold the value itself.
+            await conn.execute(sql("INSERT INTO leak VALUES (:email), (:email)"), {"email": HIDDEN_EMAIL})
+    except IntegrityError:
+        record = logging.LogRecord(
+            "tests.leak", logging.ERROR, __file__, 1, "write failed", (), sys.exc_info()
+        )
+    else:
+        pytest.fail("the duplicate was accepted")
+    for formatter in (TextFormatter(), JsonFormatter()):
+        line = formatter.format(record)
+        assert "leak_email_key" in line, line
+        assert "DETAIL:" in line, line
+        assert HIDDEN_EMAIL not in line, line
