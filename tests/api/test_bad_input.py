@@ -592,6 +592,28 @@ async def test_a_value_nested_10000_deep_in_a_free_form_field_is_a_400(api: Api)
     assert (await api.call("ada", "GET", f"{API}/psa-connection")).json()["vendor"] == "none"
 
 
+async def test_a_lone_surrogate_in_any_string_is_a_400_and_a_pair_is_kept(api: Api) -> None:
+    """A lone UTF-16 surrogate (``\\ud800``) has no UTF-8 form, so the driver could not send it
+    (a 500); msgspec refuses it while decoding, so it never gets that far. A proper pair (an
+    emoji) is kept."""
+    for body in (
+        b'{"title": "before \\ud800 after", "problem_summary": "down"}',
+        b'{"title": "VPN", "problem_summary": "trailing \\udfff"}',
+    ):
+        response = await send(api, "jane", "POST", "/ai-sessions", Raw(body))
+        assert response.status_code == 400, response.text
+        assert response.json()["detail"]
+    paired = await send(
+        api,
+        "jane",
+        "POST",
+        "/ai-sessions",
+        Raw(b'{"title": "VPN \\ud83d\\ude00", "problem_summary": "down"}'),
+    )
+    assert paired.status_code == 201, paired.text
+    assert paired.json()["title"] == "VPN \U0001f600"
+
+
 async def test_a_release_after_a_refused_re_handoff_puts_it_back_and_names_no_integrity_error(
     api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
