@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.config import Settings
 from tests.conftest import AUTH_USER_CACHE_BOUND, AUTH_USER_CACHE_SECONDS, Api
-from tests.support.people import change_user, new_colleague
+from tests.support.people import Person, change_user, new_colleague
 from tests.support.polling import eventually
 
 
@@ -143,6 +143,15 @@ def test_logout_revokes_that_token_on_every_replica_and_only_that_one(replicas: 
     assert again.status_code == 401
 
 
+async def signed_in_colleague(api: Api, db: AsyncSession) -> tuple[Person, dict[str, str]]:
+    """A new colleague and their bearer header, from the real login."""
+    person = await new_colleague(db)
+    login = await api.call(
+        None, "POST", "/api/v1/auth/login", json={"email": person.email, "password": "demo"}
+    )
+    return person, {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
 async def status_of(api: Api, who: Any, method: str, path: str, **kwargs: Any) -> int:
     return int((await api.call(who, method, path, **kwargs)).status_code)
 
@@ -150,11 +159,7 @@ async def status_of(api: Api, who: Any, method: str, path: str, **kwargs: Any) -
 async def test_a_role_changed_in_the_database_applies_within_the_time_a_users_row_is_kept(
     api: Api, db: AsyncSession
 ) -> None:
-    person = await new_colleague(db)
-    login = await api.call(
-        None, "POST", "/api/v1/auth/login", json={"email": person.email, "password": "demo"}
-    )
-    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    person, headers = await signed_in_colleague(api, db)
     body = {"title": "Printer", "problem_summary": "The printer is offline"}
 
     async def create() -> int:
@@ -171,11 +176,7 @@ async def test_a_users_row_is_read_once_per_keeping_time_not_on_every_request(
 ) -> None:
     from handoffs.runtime import runtime_of
 
-    person = await new_colleague(db)
-    login = await api.call(
-        None, "POST", "/api/v1/auth/login", json={"email": person.email, "password": "demo"}
-    )
-    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    _, headers = await signed_in_colleague(api, db)
     reads: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:

