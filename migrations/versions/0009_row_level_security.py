@@ -18,7 +18,7 @@ to create it, hence the guard on both the check and the error.
 
 Revision ID: 0009
 Revises: 0008
-Create Date: 2026-12-10 09:00:00
+Create Date: 2026-12-01 19:30:00
 """
 
 from collections.abc import Sequence
