@@ -91,6 +91,33 @@ def proc_cpu(pid: int) -> float:
     return float(t.user + t.system)
 
 
+async def fill_queue(base_url: str, token: str, n: int, messages: int = 8) -> None:
+    """``n`` open escalations through the API, each with a ``messages``-long transcript (the
+    handoff keeps a snapshot of it): the queue a busy team looks at."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as http:
+        for i in range(n):
+            session = await http.post(
+                "/api/v1/ai-sessions",
+                json={
+                    "title": f"Outlook sync #{i}",
+                    "problem_summary": "Outlook fails to sync after the move",
+                },
+            )
+            sid = session.json()["id"]
+            for m in range(messages):
+                role = "user" if m % 2 == 0 else "assistant"
+                text = f"Step {m}: " + "checked the OST, the profile and the mailbox quota. " * 6
+                await http.post(f"/api/v1/ai-sessions/{sid}/messages", json={"role": role, "content": text})
+            escalated = await http.post(
+                f"/api/v1/ai-sessions/{sid}/handoff",
+                json={"intent": "escalate", "priority": "normal", "engineer_notes": "Tried the usual."},
+            )
+            escalated.raise_for_status()
+
+
 async def login(base_url: str, email: str) -> str:
     import httpx
 
@@ -204,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", default="32")
     p.add_argument("--rounds", type=int)
     p.add_argument("--seconds", type=float)
+    p.add_argument("--queue", type=int, default=50, help="open escalations in the queue (default 50)")
     p.add_argument("--profile", choices=sorted(PATHS), help="profile the API under this path's load")
     p.add_argument("--json", type=Path)
     p.add_argument("--no-json", action="store_true")
@@ -223,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         env["LOG_FORMAT"] = "text"
         with api_server(env, stack.data_dir / "api.log", "handoffs.app:create_app") as (url, pid):
             token = run_loop(login(url, "sam@acme.test"))
+            if args.queue:
+                run_loop(fill_queue(url, run_loop(login(url, "jane@acme.test")), args.queue))
             print(f"API pid {pid} at {url}; {stack.describe()}", flush=True)
             for name in PATHS:  # warm-up: imports, statement caches, the pool
                 wrk(url + PATHS[name], None if name == "health" else token, 8, 1.0)

@@ -14,6 +14,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -55,19 +56,30 @@ class QueueFilters:
 
 def queue_statement(
     account_id: UUID, limit: int, filters: QueueFilters | None = None, user_id: UUID | None = None
-) -> Select[tuple[SessionHandoff, str, str, str | None, str]]:
+) -> Select[Any]:
     """The team queue's read: open handoffs with their session and creator, most urgent, then oldest.
 
     The partial index ``ix_handoffs_queue`` serves the filter and the order (a test EXPLAINs
-    this very statement).
+    this very statement). Only the columns a queue card shows: a handoff row also holds the
+    transcript snapshot, the escalation package and the assessment (JSONB), which the card
+    does not show and which made each row an ORM object to build (bench/README.md, "reads").
     """
     query = (
         select(
-            SessionHandoff,
+            SessionHandoff.id,
+            SessionHandoff.session_id,
+            SessionHandoff.intent,
+            SessionHandoff.priority,
+            SessionHandoff.engineer_notes,
+            SessionHandoff.target_user_id,
+            SessionHandoff.created_by,
+            SessionHandoff.created_at,
+            SessionHandoff.assessment_status,
+            SessionHandoff.escalation_level,
             AISession.title,
             AISession.problem_summary,
             AISession.psa_ticket_id,
-            User.name,
+            User.name.label("creator_name"),
         )
         .join(AISession, AISession.id == SessionHandoff.session_id)
         .join(User, User.id == SessionHandoff.created_by)
@@ -103,17 +115,17 @@ async def read_queue(
             priority=h.priority,
             engineer_notes=h.engineer_notes,
             target_user_id=h.target_user_id,
-            created_by=Person(id=h.created_by, name=creator_name),
+            created_by=Person(id=h.created_by, name=h.creator_name),
             created_at=h.created_at,
             waiting_seconds=max(0, int((now - h.created_at).total_seconds())),
-            session_title=title,
-            problem_summary=summary,
-            psa_ticket_id=ticket,
+            session_title=h.title,
+            problem_summary=h.problem_summary,
+            psa_ticket_id=h.psa_ticket_id,
             assessment_status=h.assessment_status,
             escalation_level=h.escalation_level,
             targeted_at_me=h.target_user_id == user.id,
         )
-        for h, title, summary, ticket, creator_name in rows.all()
+        for h in rows.all()
     ]
 
 
