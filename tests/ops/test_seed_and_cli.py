@@ -97,7 +97,7 @@ async def test_migrations_match_the_models(settings: Settings, engine: AsyncEngi
 async def test_the_queue_read_the_service_runs_uses_the_partial_queue_index(
     db: AsyncSession, engine: AsyncEngine, api: Api
 ) -> None:
-    from handoffs.domain.handoffs.search import queue_statement
+    from handoffs.domain.handoffs.search import queue_params, queue_statement
 
     # The planner's choice depends on the data: on a handful of rows any index will do, so
     # give it a queue worth the name (4,000 open handoffs over two accounts) and fresh stats.
@@ -106,7 +106,8 @@ async def test_the_queue_read_the_service_runs_uses_the_partial_queue_index(
     await _copy_open_handoff(db, session["id"], handoff["id"], api["sam"].account_id, 2000)
     await db.commit()
     await db.execute(text("ANALYZE ai_sessions, session_handoffs"))
-    plan = "\n".join(row[0] for row in await db.execute(Explain(queue_statement(api["sam"].account_id, 200))))
+    explain = Explain(queue_statement())
+    plan = "\n".join(row[0] for row in await db.execute(explain, queue_params(api["sam"].account_id, 200)))
     assert "ix_handoffs_queue" in plan, plan
     assert "Sort" not in plan, plan  # the index gives the whole order: the scan stops at LIMIT
 

@@ -18,7 +18,8 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, literal, select, tuple_
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handoffs.db.models import AISession, SessionHandoff, User
@@ -54,39 +55,47 @@ class QueueFilters:
     """Only handoffs raised for the caller by name (``target_user_id``)."""
 
 
-def queue_statement(
-    account_id: UUID, limit: int, filters: QueueFilters | None = None, user_id: UUID | None = None
-) -> Select[Any]:
-    """The team queue's read: open handoffs with their session and creator, most urgent, then oldest.
+#: The open queue of one account (``:account_id``), at most ``:limit`` rows. Built once: a statement
+#: object keeps its cache key, so the unfiltered queue (the console's) costs SQLAlchemy no
+#: statement building or cache-key walk per request. Only the columns a queue card shows: a
+#: handoff row also holds the transcript snapshot, the escalation package and the assessment
+#: (JSONB), which made each row an ORM object to build (bench/README.md, "reads").
+_OPEN_QUEUE: Select[Any] = (
+    select(
+        SessionHandoff.id,
+        SessionHandoff.session_id,
+        SessionHandoff.intent,
+        SessionHandoff.priority,
+        SessionHandoff.engineer_notes,
+        SessionHandoff.target_user_id,
+        SessionHandoff.created_by,
+        SessionHandoff.created_at,
+        SessionHandoff.assessment_status,
+        SessionHandoff.escalation_level,
+        AISession.title,
+        AISession.problem_summary,
+        AISession.psa_ticket_id,
+        User.name.label("creator_name"),
+    )
+    .join(AISession, AISession.id == SessionHandoff.session_id)
+    .join(User, User.id == SessionHandoff.created_by)
+    .where(
+        SessionHandoff.account_id == bindparam("account_id", type_=PG_UUID(as_uuid=True)),
+        SessionHandoff.state == HandoffState.open,
+    )
+    .order_by(SessionHandoff.priority_rank.desc(), SessionHandoff.created_at, SessionHandoff.id)
+    .limit(bindparam("limit", type_=Integer))
+)
+
+
+def queue_statement(filters: QueueFilters | None = None, user_id: UUID | None = None) -> Select[Any]:
+    """The team queue's read: open handoffs with their session and creator, most urgent, then oldest;
+    its parameters are :func:`queue_params`.
 
     The partial index ``ix_handoffs_queue`` serves the filter and the order (a test EXPLAINs
-    this very statement). Only the columns a queue card shows: a handoff row also holds the
-    transcript snapshot, the escalation package and the assessment (JSONB), which the card
-    does not show and which made each row an ORM object to build (bench/README.md, "reads").
+    this very statement).
     """
-    query = (
-        select(
-            SessionHandoff.id,
-            SessionHandoff.session_id,
-            SessionHandoff.intent,
-            SessionHandoff.priority,
-            SessionHandoff.engineer_notes,
-            SessionHandoff.target_user_id,
-            SessionHandoff.created_by,
-            SessionHandoff.created_at,
-            SessionHandoff.assessment_status,
-            SessionHandoff.escalation_level,
-            AISession.title,
-            AISession.problem_summary,
-            AISession.psa_ticket_id,
-            User.name.label("creator_name"),
-        )
-        .join(AISession, AISession.id == SessionHandoff.session_id)
-        .join(User, User.id == SessionHandoff.created_by)
-        .where(SessionHandoff.account_id == account_id, SessionHandoff.state == HandoffState.open)
-        .order_by(SessionHandoff.priority_rank.desc(), SessionHandoff.created_at, SessionHandoff.id)
-        .limit(limit)
-    )
+    query = _OPEN_QUEUE
     if filters is not None:
         if filters.priority is not None:
             query = query.where(SessionHandoff.priority == filters.priority)
@@ -99,34 +108,42 @@ def queue_statement(
     return query
 
 
+def queue_params(account_id: UUID, limit: int) -> dict[str, Any]:
+    return {"account_id": account_id, "limit": limit}
+
+
 async def read_queue(
     db: AsyncSession, user: User, filters: QueueFilters | None = None, limit: int = 200
 ) -> list[QueueItem]:
     """Open handoffs of the caller's account: most urgent first, then oldest."""
     if filters is not None:
         filters = QueueFilters(filters.priority, filters.intent, _clean_query(filters.q), filters.mine)
-    rows = await db.execute(queue_statement(user.account_id, limit, filters, user.id))
+    rows = await db.execute(queue_statement(filters, user.id), queue_params(user.account_id, limit))
     now = datetime.now(UTC)
+    # Unpacked by position: a Row's attribute lookup by name was most of this loop's cost.
     return [
         QueueItem(
-            id=h.id,
-            session_id=h.session_id,
-            intent=h.intent,
-            priority=h.priority,
-            engineer_notes=h.engineer_notes,
-            target_user_id=h.target_user_id,
-            created_by=Person(id=h.created_by, name=h.creator_name),
-            created_at=h.created_at,
-            waiting_seconds=max(0, int((now - h.created_at).total_seconds())),
-            session_title=h.title,
-            problem_summary=h.problem_summary,
-            psa_ticket_id=h.psa_ticket_id,
-            assessment_status=h.assessment_status,
-            escalation_level=h.escalation_level,
-            targeted_at_me=h.target_user_id == user.id,
+            id=id_,
+            session_id=session_id,
+            intent=intent,
+            priority=priority,
+            engineer_notes=notes,
+            target_user_id=target,
+            created_by=Person(id=creator_id, name=creator_name),
+            created_at=created_at,
+            waiting_seconds=max(0, int((now - created_at).total_seconds())),
+            session_title=title,
+            problem_summary=summary,
+            psa_ticket_id=ticket,
+            assessment_status=assessment_status,
+            escalation_level=level,
+            targeted_at_me=target == user.id,
         )
-        for h in rows.all()
-    ]
+        for (
+            id_, session_id, intent, priority, notes, target, creator_id, created_at,
+            assessment_status, level, title, summary, ticket, creator_name,
+        ) in rows.tuples()
+    ]  # fmt: skip
 
 
 # -- GET /api/v1/handoffs -----------------------------------------------------------------
