@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -127,7 +128,21 @@ async def login(base_url: str, email: str) -> str:
         return str(r.json()["access_token"])
 
 
+def settle(pid: int, seconds: float = 10.0) -> None:
+    """Wait until the API is idle: after wrk stops, a server with hundreds of connections is still
+    answering the requests in flight, and that CPU would count against the next run."""
+    deadline = time.monotonic() + seconds
+    last = proc_cpu(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = proc_cpu(pid)
+        if now - last < 0.01:  # under 4% of a core in the last quarter second
+            return
+        last = now
+
+
 def measure(base: str, token: str, pid: int, name: str, clients: int, seconds: float, rnd: int) -> Measure:
+    settle(pid)
     before = proc_cpu(pid)
     w = wrk(base + PATHS[name], None if name == "health" else token, clients, seconds)
     cpu = proc_cpu(pid) - before
@@ -201,10 +216,10 @@ def summarise(measures: list[Measure]) -> dict[str, Any]:
             rps = sorted(r[name].rps for r in rounds if name in r)
             cpu = sorted(r[name].api_cpu_ms for r in rounds if name in r and r[name].api_cpu_ms)
             rows[name] = {
-                "rps_median": rps[len(rps) // 2] if rps else None,
-                "ratio_median": round(ratios[len(ratios) // 2], 3) if ratios else None,
+                "rps_median": round(statistics.median(rps), 1) if rps else None,
+                "ratio_median": round(statistics.median(ratios), 3) if ratios else None,
                 "ratio_min": round(ratios[0], 3) if ratios else None,
-                "api_cpu_ms_median": cpu[len(cpu) // 2] if cpu else None,
+                "api_cpu_ms_median": round(statistics.median(cpu), 3) if cpu else None,
                 "target": TARGETS.get(name),
             }
         table[clients] = rows
