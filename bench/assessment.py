@@ -59,6 +59,7 @@ from common import (
     command_line,
     git_state,
     http_process,
+    login,
     machine,
     migrate_and_seed,
     percentile,
@@ -807,19 +808,10 @@ def log_phase(p: Phase) -> None:
 async def benchmark(
     url: str, model_url: str, settings: Any, env: dict[str, str], data_dir: Path, meter: Meter, plan: Plan
 ) -> dict[str, Any]:
-    import httpx
     from escalate import create_sessions
     from redis.asyncio import Redis
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
-
-    from handoffs.domain.accounts.service import DEMO_PASSWORD
-
-    async def login(email: str) -> str:
-        async with httpx.AsyncClient(base_url=url) as client:
-            r = await client.post(f"{API}/auth/login", json={"email": email, "password": DEMO_PASSWORD})
-            r.raise_for_status()
-            return str(r.json()["access_token"])
 
     jane = await seed(settings, "jane@acme.test")
     per_phase = [lv + plan.warmup for lv in plan.levels for _ in range(plan.rounds * 2)]
@@ -835,8 +827,8 @@ async def benchmark(
             {"prefix": TITLE_PREFIX, "ids": [str(s) for s in sessions]},
         )
     redis = Redis.from_url(settings.redis_url)
-    sub = await open_subscriber(url, await login("sam@acme.test"))
-    b = Bench(url=url, model_url=model_url, token=await login("jane@acme.test"), settings=settings, env=env,
+    sub = await open_subscriber(url, await login(url, "sam@acme.test"))
+    b = Bench(url=url, model_url=model_url, token=await login(url, "jane@acme.test"), settings=settings, env=env,
               data_dir=data_dir, redis=redis, engine=engine, sub=sub, meter=meter, sessions=sessions,
               plan=plan, ssl_context=ssl.create_default_context())  # fmt: skip
     phases: list[Phase] = []

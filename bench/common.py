@@ -41,6 +41,18 @@ ESCALATE_BODY = json.dumps(
 ).encode()
 
 
+async def login(base_url: str, email: str) -> str:
+    """A demo user's bearer token, from the real ``POST /api/v1/auth/login``."""
+    import httpx
+
+    from handoffs.domain.accounts.service import DEMO_PASSWORD
+
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        response = await client.post("/api/v1/auth/login", json={"email": email, "password": DEMO_PASSWORD})
+        response.raise_for_status()
+        return str(response.json()["access_token"])
+
+
 # -- processes the benches start: servers ready once a URL answers, workers once arq reports ------
 
 

@@ -436,19 +436,6 @@ def api_server(env: dict[str, str], log_path: Path, factory: str = FACTORY) -> I
         yield url, pid
 
 
-async def login(base_url: str) -> str:
-    import httpx
-
-    from handoffs.domain.accounts.service import DEMO_PASSWORD
-
-    async with httpx.AsyncClient(base_url=base_url) as client:
-        response = await client.post(
-            f"{API}/auth/login", json={"email": "jane@acme.test", "password": DEMO_PASSWORD}
-        )
-        response.raise_for_status()
-        return str(response.json()["access_token"])
-
-
 # -- the benchmark ------------------------------------------------------------------------
 
 
@@ -467,7 +454,7 @@ async def benchmark(
 ) -> dict[str, Any]:
     from handoffs.db.engine import create_engine
 
-    token = await login(base_url)
+    token = await common.login(base_url, "jane@acme.test")
     stats_engine = create_engine(settings)
 
     # Warm-up sessions, then (time mode) size the pool from the warm-up rate.

@@ -32,6 +32,7 @@ from typing import Any
 from common import (
     command_line,
     git_state,
+    login,
     machine,
     migrate_and_seed,
     run_loop,
@@ -117,15 +118,6 @@ async def fill_queue(base_url: str, token: str, n: int, messages: int = 8) -> No
                 json={"intent": "escalate", "priority": "normal", "engineer_notes": "Tried the usual."},
             )
             escalated.raise_for_status()
-
-
-async def login(base_url: str, email: str) -> str:
-    import httpx
-
-    async with httpx.AsyncClient(base_url=base_url) as http:
-        r = await http.post("/api/v1/auth/login", json={"email": email, "password": "demo"})
-        r.raise_for_status()
-        return str(r.json()["access_token"])
 
 
 def settle(pid: int, seconds: float = 10.0) -> None:
