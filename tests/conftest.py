@@ -13,6 +13,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from handoffs.app import create_app
@@ -144,16 +145,27 @@ async def redis(settings: Settings) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-@pytest.fixture(autouse=True)
-async def clean_tables(request: pytest.FixtureRequest) -> None:
-    """Each test starts with only the demo accounts and users (seeded once per worker)."""
-    if "engine" not in request.fixturenames and "client" not in request.fixturenames:
-        return
-    engine: AsyncEngine = request.getfixturevalue("engine")
-    if "client" in request.fixturenames:
-        # The previous test's dispatches finish first: truncating under them would make the
-        # relay log an error, and this test would be blamed for it.
-        await settle(request.getfixturevalue("client"))
+#: SQLSTATE of "deadlock detected"; how often ``clean_tables`` tries again after one.
+DEADLOCK_DETECTED = "40P01"
+CLEAN_ATTEMPTS = 3
+
+
+async def clean_rows(engine: AsyncEngine) -> None:
+    """Only the demo accounts and users left."""
+    for attempt in range(1, CLEAN_ATTEMPTS + 1):
+        try:
+            await _truncate(engine)
+            break
+        except DBAPIError as exc:
+            # A request of an earlier test still in flight on a long-lived replica (an escalate
+            # holding session_handoffs and asking for escalation_policies, which TRUNCATE locked
+            # first) deadlocks with the truncation; PostgreSQL aborts one side. Once that request
+            # is over, the truncation goes through.
+            if getattr(exc.orig, "sqlstate", None) != DEADLOCK_DETECTED or attempt == CLEAN_ATTEMPTS:
+                raise
+
+
+async def _truncate(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await conn.execute(
             text(
@@ -166,6 +178,19 @@ async def clean_tables(request: pytest.FixtureRequest) -> None:
         # A test that deactivated a demo user must not leave the next one without them.
         await conn.execute(text("UPDATE users SET is_active = true WHERE NOT is_active"))
         await conn.execute(text("DELETE FROM accounts WHERE slug NOT IN ('acme-msp', 'globex-msp')"))
+
+
+@pytest.fixture(autouse=True)
+async def clean_tables(request: pytest.FixtureRequest) -> None:
+    """Each test starts with only the demo accounts and users (seeded once per worker)."""
+    if "engine" not in request.fixturenames and "client" not in request.fixturenames:
+        return
+    engine: AsyncEngine = request.getfixturevalue("engine")
+    if "client" in request.fixturenames:
+        # The previous test's dispatches finish first: truncating under them would make the
+        # relay log an error, and this test would be blamed for it.
+        await settle(request.getfixturevalue("client"))
+    await clean_rows(engine)
     # Nor may one test's failed sign-ins count against the next one's (security/login_limits.py).
     limits = Redis.from_url(request.getfixturevalue("settings").required_redis_url)
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support import browser
 from tests.support.infra import TestServices
@@ -115,3 +117,21 @@ def test_every_setting_names_its_environment_variable_once_and_parses_by_its_typ
     monkeypatch.setenv("JOB_MAX_ATTEMPTS", "many")
     with pytest.raises(ConfigError, match="JOB_MAX_ATTEMPTS must be a whole number, got 'many'"):
         Settings.from_env()
+
+
+async def test_the_cleanup_outlasts_a_deadlock_with_a_request_still_in_flight(engine: AsyncEngine) -> None:
+    """A transaction that read session_handoffs and then asks for escalation_policies (as a hand-off
+    does) while ``clean_rows`` holds the policies and waits for the handoffs: PostgreSQL aborts the
+    truncation, which waited first; the cleanup tries again once the other transaction is over."""
+    import asyncio
+
+    from tests.conftest import clean_rows
+
+    async with engine.connect() as other:
+        await other.execute(text("SELECT 1 FROM session_handoffs LIMIT 1"))
+        cleaning = asyncio.create_task(clean_rows(engine))
+        await asyncio.sleep(0.3)  # the truncation now holds escalation_policies, waiting for the rest
+        assert not cleaning.done()
+        await other.execute(text("SELECT 1 FROM escalation_policies LIMIT 1"))
+        await other.rollback()
+    await asyncio.wait_for(cleaning, 10)
