@@ -126,7 +126,8 @@ class Settings:
     auth_user_cache_seconds: float = env("AUTH_USER_CACHE_SECONDS", 5.0)
     """How long a process keeps a signed-in user's row instead of reading it per request: a
     deactivation or role change made in the database applies within this (0: every request reads
-    it). Signing out applies at once regardless (handoffs.security.user_cache)."""
+    it), and so does a sign-out on another replica: each asks Redis's deny-list about a token at
+    most this often (handoffs.security.user_cache, handoffs.security.revocation)."""
     login_max_failures_per_email: int = env("LOGIN_MAX_FAILURES_PER_EMAIL", 10)
     """Failed sign-ins per email per window before sign-in answers 429 (docs/security.md)."""
     login_max_failures_per_address: int = env("LOGIN_MAX_FAILURES_PER_ADDRESS", 50)

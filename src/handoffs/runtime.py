@@ -42,6 +42,7 @@ from handoffs.jobs.queue import create_arq_pool
 from handoffs.outbox.arq_enqueue import ArqJobQueue
 from handoffs.outbox.relay import OutboxRelay
 from handoffs.redis_clients import redis_client, redis_pool
+from handoffs.security.revocation import RevocationCheck
 from handoffs.stream.guard import StreamGuard
 from handoffs.stream.hub import EventHub
 
@@ -69,6 +70,8 @@ class Runtime:
     """One connection for the signed-out-token check of every request and the live stream's
     cap and re-checks (API replicas only): serialised on it, so 200 streams opening at once
     do not grow the shared pool."""
+    revocations: RevocationCheck | None = None
+    """Whether a request's token was signed out, on ``auth_redis`` (API replicas only)."""
     _owned_redis: bool = True
     _engines: list[AsyncEngine] = field(default_factory=list, repr=False)
 
@@ -125,6 +128,7 @@ async def open_runtime(
     )
     if role == "api":
         runtime.auth_redis = redis_client(settings, Redis, single_connection=True)
+        runtime.revocations = RevocationCheck(runtime.auth_redis, settings.auth_user_cache_seconds)
         runtime.hub = EventHub(
             functools.partial(redis_pool, settings),
             bus,

@@ -32,7 +32,6 @@ from handoffs.enums import Role
 from handoffs.request_id import bind_user
 from handoffs.runtime import STATE_KEY
 from handoffs.security.cookies import CSRF_COOKIE, SESSION_COOKIE, csrf_token_for
-from handoffs.security.revocation import is_revoked
 from handoffs.security.tokens import KeptToken
 from handoffs.security.user_cache import UserCache
 
@@ -53,8 +52,8 @@ def create_jwt_auth(settings: Settings, alchemy: SQLAlchemyAsyncConfig) -> JWTCo
         runtime = connection.app.state.get(STATE_KEY)
         if (
             runtime is not None
-            and runtime.auth_redis is not None
-            and await is_revoked(runtime.auth_redis, token)
+            and runtime.revocations is not None
+            and await runtime.revocations.revoked(token)
         ):
             return None  # signed out
         user = users.get(user_id)

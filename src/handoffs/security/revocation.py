@@ -1,15 +1,21 @@
 """Signing out revokes the token: its id (``jti``) is denied in Redis until the token expires.
 
-Every replica checks the deny-list when it authenticates a request (one Redis round trip,
-alongside the user's row), so a signed-out bearer token or cookie is refused everywhere at
-once; open live streams are checked at each keepalive tick (handoffs.stream.guard). Only
-the token that signed out is revoked; the user's other sessions and API tokens stay valid.
-Redis away: tokens are not refused for it (logged), as readiness reports it.
+Every replica checks the deny-list when it authenticates a request. The replica that signed a
+token out refuses it at once; every other replica asks Redis about a token at most once per
+``AUTH_USER_CACHE_SECONDS`` (:class:`RevocationCheck`), so a signed-out token is refused
+everywhere within that, the same bound as a deactivation or role change (the user's row is
+kept as long, handoffs.security.user_cache). The Redis round trip on every request was a fifth
+of an authenticated read's CPU (bench/README.md, "reads"). ``0`` asks on every request, so
+sign-out is refused everywhere at once. Open live streams are checked at each keepalive tick
+(handoffs.stream.guard). Only the token that signed out is revoked; the user's other sessions
+and API tokens stay valid. Redis away: tokens are not refused for it (logged), as readiness
+reports it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Collection
 from datetime import UTC, datetime
 
@@ -42,11 +48,54 @@ async def revoked_among(redis: Redis, jtis: Collection[str]) -> set[str]:
     return {jti for jti, value in zip(ordered, values, strict=True) if value is not None}
 
 
-async def is_revoked(redis: Redis, token: Token) -> bool:
-    if not token.jti:
-        return False
-    try:
-        return bool(await redis.exists(f"{PREFIX}{token.jti}"))
-    except RedisError:
-        log.warning("token deny-list unavailable (Redis): a token was not checked")
-        return False
+class RevocationCheck:
+    """Whether a token was signed out: Redis's deny-list, asked at most once per ``seconds`` per
+    token in this process; a token this process signed out (or saw denied) is refused without
+    asking until it expires."""
+
+    def __init__(self, redis: Redis, seconds: float, max_kept: int = 50_000) -> None:
+        self.redis = redis
+        self.seconds = seconds
+        self.max_kept = max_kept
+        self._clean: dict[str, float] = {}
+        """Token id → until when (monotonic) it counts as not signed out without asking."""
+        self._denied: dict[str, datetime] = {}
+        """Token id → its expiry: refused here without asking."""
+
+    async def revoked(self, token: Token) -> bool:
+        if not token.jti:
+            return False
+        jti = str(token.jti)
+        if jti in self._denied:
+            return True
+        until = self._clean.get(jti)
+        now = time.monotonic()
+        if until is not None and now < until:
+            return False
+        try:
+            denied = bool(await self.redis.exists(f"{PREFIX}{jti}"))
+        except RedisError:
+            log.warning("token deny-list unavailable (Redis): a token was not checked")
+            return False
+        if denied:
+            self.deny(token)
+        elif self.seconds > 0:
+            if len(self._clean) >= self.max_kept:
+                self._clean = {key: until for key, until in self._clean.items() if until > now}
+                if len(self._clean) >= self.max_kept:  # many tokens within seconds: start over
+                    self._clean.clear()
+            self._clean[jti] = now + self.seconds
+        return denied
+
+    def deny(self, token: Token) -> None:
+        """Refuse ``token`` in this process from now on (it signed out here, or Redis denies it)."""
+        if not token.jti:
+            return
+        jti = str(token.jti)
+        self._clean.pop(jti, None)
+        if len(self._denied) >= self.max_kept:
+            now = datetime.now(UTC)
+            self._denied = {key: exp for key, exp in self._denied.items() if exp > now}
+            if len(self._denied) >= self.max_kept:  # Redis still has them all
+                self._denied.clear()
+        self._denied[jti] = token.exp

@@ -5,8 +5,8 @@ the ``SELECT``, ``ROLLBACK``, and an ORM object; for ``GET /api/v1/me`` that was
 its cost (bench/README.md, "reads"). Here each process keeps the row's values of an *active*
 user for ``AUTH_USER_CACHE_SECONDS`` (default 5 s) after it read them. So a user deactivated
 or given another role in the database is refused, or served in the new role, within that
-time on every replica; a token that signed out is refused at once all the same (the deny-list
-is checked on every request, handoffs.security.revocation). ``0`` reads the row every time.
+time on every replica, as is a token signed out on another replica (the deny-list is asked
+as often, handoffs.security.revocation). ``0`` reads the row every time.
 
 Each request gets its own ``User`` object built from the kept values (transient: in no
 session), so no request sees another's changes to it, and none can flush it by accident.

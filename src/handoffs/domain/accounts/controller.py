@@ -109,12 +109,16 @@ class AuthController(Controller):
     async def logout(
         self, request: Request[User, Token, Any], tokens: NamedDependency[TokenIssuer]
     ) -> Response[LoggedOut]:
-        """Sign out: this token (bearer or the console's cookie) is refused from now on, on every
-        replica; the console's cookies are cleared. Its live streams end: on this replica at once,
-        on the others at their next keepalive tick."""
+        """Sign out: this token (bearer or the console's cookie) is refused from now on: on this
+        replica at once, on the others within `AUTH_USER_CACHE_SECONDS`; the console's cookies
+        are cleared. Its live streams end: on this replica at once, on the others at their next
+        keepalive tick."""
         runtime = runtime_of(request.app.state)
-        if await revoke(runtime.redis, request.auth) and runtime.hub is not None:
-            runtime.hub.end_streams(str(request.auth.jti), EndReason.signed_out)
+        if await revoke(runtime.redis, request.auth):
+            if runtime.revocations is not None:
+                runtime.revocations.deny(request.auth)
+            if runtime.hub is not None:
+                runtime.hub.end_streams(str(request.auth.jti), EndReason.signed_out)
         return Response(LoggedOut(), cookies=tokens.cleared_cookies())
 
     @get("/me")
