@@ -46,6 +46,7 @@ from common import (
     migrate_and_seed,
     percentile,
     run_loop,
+    seed,
     start_stack,
     write_json,
 )
@@ -53,6 +54,8 @@ from common import (
 STREAM_PATH = "/api/v1/ai-sessions/escalations/stream"
 BENCH_CLIENT_NAME = "handoffs-bench"
 MARKER = b'"bench_seq":'
+#: With ``--from escalate`` the marker is in the session's title, which the card repeats.
+TITLE_MARKER = b"bench_seq="
 TARGET_P99_MS = 250.0
 TARGET_KB_PER_CONNECTION = 30.0
 
@@ -83,6 +86,7 @@ class Tally:
     resyncs: int = 0
     all_ready: asyncio.Event = field(default_factory=asyncio.Event)
     expected: int = 0
+    marker: bytes = MARKER
 
 
 class Subscriber(asyncio.Protocol):
@@ -92,7 +96,7 @@ class Subscriber(asyncio.Protocol):
     reads, so a marker split across two TCP reads is still found once.
     """
 
-    __slots__ = ("_head", "_tail", "is_ready", "request", "tally", "transport")
+    __slots__ = ("_head", "_seen", "_tail", "is_ready", "request", "tally", "transport")
 
     def __init__(self, tally: Tally, request: bytes) -> None:
         self.tally = tally
@@ -101,6 +105,7 @@ class Subscriber(asyncio.Protocol):
         self.is_ready = False
         self._head = b""
         self._tail = b""
+        self._seen: set[int] = set()
 
     def connection_made(self, transport: Any) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; they have write() and close().
@@ -128,10 +133,10 @@ class Subscriber(asyncio.Protocol):
         buf = self._tail + data if self._tail else data
         pos = 0
         while True:
-            i = buf.find(MARKER, pos)
+            i = buf.find(tally.marker, pos)
             if i < 0:
                 break
-            j = k = i + len(MARKER)
+            j = k = i + len(tally.marker)
             n = len(buf)
             while k < n and 48 <= buf[k] <= 57:
                 k += 1
@@ -139,7 +144,8 @@ class Subscriber(asyncio.Protocol):
                 break  # digits may continue in the next read
             seq = int(buf[j:k])
             sent = tally.published_at.get(seq)
-            if sent is not None:
+            if sent is not None and seq not in self._seen:  # the first frame naming it
+                self._seen.add(seq)
                 tally.latencies[seq].append(now - sent)
             pos = k
         if b"event: resync" in data:
@@ -259,6 +265,9 @@ class Level:
     hub_connections: int
     cpu_s_during_publish: dict[str, float]
     publish_window_s: float
+    us_per_stream_event: list[float]
+    """Each replica's CPU in the window per stream it holds per event (issue #15: ≤ 8 µs)."""
+    measured_from: str
 
 
 async def open_streams(
@@ -309,6 +318,7 @@ async def run_level(
     redis_url: str,
     events: int,
     interval: float,
+    escalate: EscalateFrom | None = None,
 ) -> Level:
     from redis.asyncio import Redis
 
@@ -334,7 +344,8 @@ async def run_level(
         rss_idle = [rss_bytes(pid) for pid in pids]
         redis_idle, _ = await redis_connections(redis)
 
-        tally = Tally(expected=n)
+        tally = Tally(expected=n, marker=TITLE_MARKER if escalate else MARKER)
+        sessions = await escalate.sessions(events) if escalate else []
         started = time.perf_counter()
         subscribers = await open_streams(replicas_, token, n, tally)
         try:
@@ -354,8 +365,13 @@ async def run_level(
         for seq in range(events):
             tally.latencies[seq] = []
             tally.published_at[seq] = time.perf_counter()
-            await bus.publish(_event(account_id, seq))
+            if escalate:
+                await escalate.send(sessions[seq])
+            else:
+                await bus.publish(_event(account_id, seq))
             await asyncio.sleep(interval)
+        if escalate:
+            await escalate.close()
         expected = events * tally.ready
         await until(lambda: sum(map(len, tally.latencies.values())) >= expected, 10)
         window = time.perf_counter() - window_start
@@ -408,9 +424,55 @@ async def run_level(
             hub_connections=hubs,
             cpu_s_during_publish=cpu,
             publish_window_s=round(window, 2),
+            us_per_stream_event=[
+                round(cpu[f"replica{i}"] * 1e6 / (events * streams), 1)
+                for i, streams in enumerate(per_stream)
+            ],
+            measured_from="escalate POST" if escalate else "publish",
         )
     finally:
         await redis.aclose()
+
+
+@dataclass
+class EscalateFrom:
+    """``--from escalate``: each event is a real escalation POSTed to the first replica by a
+    junior (sessions made before the window), so the latency is what a senior sees: escalate
+    POST sent → its ``handoff_created`` card read, through the handoff's transaction, the
+    outbox, the relay's fast path, the bus and the hub."""
+
+    url: str
+    token: str
+    http: Any = None
+
+    async def sessions(self, n: int) -> list[str]:
+        import httpx
+
+        self.http = httpx.AsyncClient(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
+        )
+        out = []
+        for seq in range(n):
+            made = await self.http.post(
+                "/api/v1/ai-sessions",
+                json={"title": f"bench_seq={seq}; Outlook sync", "problem_summary": "Outlook fails to sync"},
+            )
+            made.raise_for_status()
+            out.append(str(made.json()["id"]))
+        return out
+
+    async def send(self, session_id: str) -> None:
+        from common import ESCALATE_BODY
+
+        answer = await self.http.post(
+            f"/api/v1/ai-sessions/{session_id}/handoff",
+            content=ESCALATE_BODY,
+            headers={"Content-Type": "application/json"},
+        )
+        answer.raise_for_status()
+
+    async def close(self) -> None:
+        await self.http.aclose()
 
 
 def _event(account_id: UUID, seq: int) -> dict[str, Any]:
@@ -448,8 +510,9 @@ def machine() -> dict[str, Any]:
 def markdown(levels: list[Level]) -> str:
     rows = [
         "| subscribers | ready | p50 ms | p99 ms | max ms | missing | resyncs | KB/conn (A, B) "
-        "| RSS idle→loaded MB (A, B) | Redis conns (replicas) | CPU s A/B/loadgen/other |",
-        "|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|",
+        "| RSS idle→loaded MB (A, B) | Redis conns (replicas) | CPU s A/B/loadgen/other "
+        "| µs CPU per stream per event (A, B) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|---|",
     ]
     for lv in levels:
         rss = ", ".join(f"{i}→{loaded}" for i, loaded in zip(lv.rss_idle_mb, lv.rss_loaded_mb, strict=True))
@@ -457,7 +520,8 @@ def markdown(levels: list[Level]) -> str:
         rows.append(
             f"| {lv.subscribers:,} | {lv.ready:,} | {lv.p50_ms} | {lv.p99_ms} | {lv.max_ms} | {lv.missing} "
             f"| {lv.resyncs} | {', '.join(str(k) for k in lv.kb_per_connection)} | {rss} "
-            f"| {lv.redis_connections_replicas} ({lv.hub_connections} hub) | {cpu} |"
+            f"| {lv.redis_connections_replicas} ({lv.hub_connections} hub) | {cpu} "
+            f"| {', '.join(str(u) for u in lv.us_per_stream_event)} |"
         )
     return "\n".join(rows)
 
@@ -471,6 +535,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--events", type=int, default=None, help="events published per level (default 30)")
     p.add_argument("--interval", type=float, default=0.5, help="seconds between events (default 0.5)")
     p.add_argument("--replicas", type=int, default=2)
+    p.add_argument(
+        "--from",
+        dest="source",
+        choices=["publish", "escalate"],
+        default="publish",
+        help="events published on the bus (default), or real escalations POSTed to a replica",
+    )
     p.add_argument("--json", type=Path, help="write results here (default bench/out/fanout-<time>.json)")
     p.add_argument("--no-json", action="store_true")
     p.add_argument("--keep-data", action="store_true")
@@ -490,6 +561,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = stack.settings()
         owner = migrate_and_seed(settings, "sam@acme.test")
         token = mint_token(stack.secret, owner.user_id)
+        junior_token = mint_token(stack.secret, run_loop(seed(settings, "jane@acme.test")).user_id)
         env = stack.env(pythonpath=False)  # the replicas serve handoffs.app alone
         env["SSE_MAX_STREAMS_PER_USER"] = "0"  # one token opens every stream: no per-user cap
         print(f"{stack.describe()}; open-files limit {fd_limit}", flush=True)
@@ -499,8 +571,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"N={n}: {args.replicas} fresh replicas, {events} events every {args.interval}s",
                     flush=True,
                 )
+                escalate = EscalateFrom(reps[0].url, junior_token) if args.source == "escalate" else None
                 level = run_loop(
-                    run_level(n, reps, token, owner.account_id, stack.svc.redis_url, events, args.interval)
+                    run_level(
+                        n, reps, token, owner.account_id, stack.svc.redis_url, events, args.interval, escalate
+                    )
                 )
                 results.append(level)
                 print(f"  {asdict(level)}", flush=True)
