@@ -106,8 +106,15 @@ class Settings:
     enough to ride out a restart or a Sentinel failover, so the worker does not exit during one."""
     data_dir: Path = env("HANDOFFS_DATA_DIR", Path(".data"))  # noqa: RUF009 - env() makes a field
     """Where embedded PostgreSQL and Redis keep their files; made absolute from the current folder."""
-    db_pool_size: int = env("DB_POOL_SIZE", 10)
-    db_max_overflow: int = env("DB_MAX_OVERFLOW", 20)
+    db_pool_size: int = env("DB_POOL_SIZE", 20)
+    """Connections a process opens as it needs them and keeps (SQLAlchemy's pool)."""
+    db_max_overflow: int = env("DB_MAX_OVERFLOW", 0)
+    """Connections above the pool for a burst, each closed when it is handed back while the pool
+    is full. Under a steady load near the pool's size that is a new PostgreSQL backend every few
+    requests (hundreds a second, a cold backend each: bench/README.md, "escalate"), so the default
+    is none: a request beyond the pool waits up to ``DB_POOL_TIMEOUT`` for one instead."""
+    db_pool_timeout: float = env("DB_POOL_TIMEOUT", 10.0)
+    """How long a request waits for a pooled connection before it answers 503 (try again)."""
     db_application_name: str = env("DB_APPLICATION_NAME", "handoffs")
     """How this process's connections are named in ``pg_stat_activity`` (and PgBouncer's
     ``SHOW CLIENTS``), so an operator tells an API replica's from a worker's."""

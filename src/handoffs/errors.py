@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, InternalServerException, Validati
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.utils.scope.state import ScopeState
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from handoffs.db.encryption import UnreadableSecret
 from handoffs.domain.text import NO_CONTROLS, codepoint, first_control
@@ -199,6 +200,22 @@ def database_error_handler(request: Request[Any, Any, Any], exc: DBAPIError) -> 
     return internal_error_handler(request, exc)
 
 
+#: Retry-After of a 503 for a busy pool: connections come free within milliseconds once it eases.
+BUSY_RETRY_AFTER_SECONDS = 1
+
+
+def pool_timeout_handler(request: Request[Any, Any, Any], exc: PoolTimeout) -> Response[dict[str, Any]]:
+    """No pooled database connection came free within ``DB_POOL_TIMEOUT``: this replica is
+    overloaded, not the request wrong. A 503 a client may retry; nothing was written."""
+    log.warning("no database connection free for %s %s: %s", request.method, request.url.path, exc)
+    return Response(
+        {"detail": "The service is busy; try again in a moment."},
+        status_code=503,
+        media_type=MediaType.JSON,
+        headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+    )
+
+
 def unreadable_secret_handler(
     request: Request[Any, Any, Any], exc: UnreadableSecret
 ) -> Response[dict[str, Any]]:
@@ -268,6 +285,7 @@ exception_handlers: dict[type[Exception] | int, Any] = {
     HTTPException: http_error_handler,
     IntegrityError: integrity_error_handler,
     DBAPIError: database_error_handler,
+    PoolTimeout: pool_timeout_handler,
     RecursionError: recursion_error_handler,
     UnreadableSecret: unreadable_secret_handler,
     HTTP_500_INTERNAL_SERVER_ERROR: internal_error_handler,

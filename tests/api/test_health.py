@@ -19,7 +19,7 @@ from handoffs.db.engine import migrate
 from handoffs.embedded import EmbeddedPostgres, EmbeddedRedis
 from tests.conftest import Api
 from tests.support.polling import wait_for
-from tests.support.replicas import run_replica_processes
+from tests.support.replicas import run_replica_processes, run_replicas
 
 pytestmark = pytest.mark.slow
 
@@ -94,3 +94,31 @@ async def test_requests_after_postgresql_closed_every_pooled_connection_still_an
             assert ended >= 2, ended
             after = await asyncio.gather(*(http.get("/api/v1/ai-sessions/queue") for _ in range(8)))
             assert [r.status_code for r in after] == [200] * 8, [r.text[:200] for r in after]
+
+
+async def test_a_request_that_finds_no_free_database_connection_answers_503_with_retry_after(
+    api: Api, settings: Settings, engine: AsyncEngine
+) -> None:
+    """A replica with one pooled connection and no overflow (DB_MAX_OVERFLOW=0, the default's
+    shape): while a claim holds it (blocked on a row the test locked), another request waits
+    DB_POOL_TIMEOUT for a connection and is told to try again, and the claim then completes."""
+    session, handoff = await api.escalated("jane")
+    headers = api.actors["sam"].headers
+    with run_replicas(settings, 1, DB_POOL_SIZE="1", DB_MAX_OVERFLOW="0", DB_POOL_TIMEOUT="0.5") as (url,):
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
+            assert (await http.get("/api/v1/me")).status_code == 200  # sam's row is kept from here
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text("SELECT 1 FROM session_handoffs WHERE id = :id FOR UPDATE"), {"id": handoff["id"]}
+                )
+                claim = asyncio.create_task(
+                    http.post(f"/api/v1/ai-sessions/{session['id']}/handoffs/{handoff['id']}/claim")
+                )
+                await asyncio.sleep(0.5)  # the claim holds the one connection, waiting for the row
+                busy = await http.get("/api/v1/notifications/unread-count")
+                assert busy.status_code == 503, busy.text
+                assert busy.headers["retry-after"] == "1"
+                assert busy.json() == {"detail": "The service is busy; try again in a moment."}
+                assert not claim.done()
+            assert (await claim).status_code == 200
+            assert (await http.get("/api/v1/notifications/unread-count")).status_code == 200

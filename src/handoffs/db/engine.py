@@ -58,6 +58,7 @@ def create_engine(
         hide_parameters=True,
         pool_size=settings.db_pool_size if pool_size is None else pool_size,
         max_overflow=settings.db_max_overflow if max_overflow is None else max_overflow,
+        pool_timeout=settings.db_pool_timeout,
         pool_recycle=1800,
         execution_options={} if scope is None else {tenancy.SCOPE_OPTION: scope},
     )
