@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from advanced_alchemy.extensions.litestar import AsyncSessionConfig, SQLAlchemyAsyncConfig, SQLAlchemyPlugin
+from advanced_alchemy.extensions.litestar.plugins.init.config.common import SESSION_TERMINUS_ASGI_EVENTS
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
-from litestar.types import ControllerRouterHandler
+from litestar.types import BeforeMessageSendHookHandler, ControllerRouterHandler, Message, Scope
 
 from handoffs.config import Settings, get_settings
 from handoffs.db.engine import create_engine
@@ -58,6 +59,19 @@ def provide_hub(state: State) -> EventHub:
     return hub
 
 
+def only_at_terminus(handler: BeforeMessageSendHookHandler) -> BeforeMessageSendHookHandler:
+    """advanced-alchemy's before-send handler (close the request's session as the response
+    starts), asked only about the messages it acts on: a live stream sends one body message per
+    event to each of thousands of clients, and the default looked the session up in the scope
+    for every one (bench/README.md, "fanout")."""
+
+    async def before_send(message: Message, scope: Scope) -> None:
+        if message["type"] in SESSION_TERMINUS_ASGI_EVENTS:
+            await handler(message, scope)  # type: ignore[misc]  # Litestar's union of sync and async
+
+    return before_send
+
+
 def create_app(
     settings: Settings | None = None, *, extra_handlers: Sequence[ControllerRouterHandler] = ()
 ) -> Litestar:
@@ -73,6 +87,9 @@ def create_app(
         # Services commit, then build the response from the same objects.
         session_config=AsyncSessionConfig(expire_on_commit=False),
     )
+    # The handler is made for this config's session key (unique per config, so per app).
+    assert callable(alchemy.before_send_handler)
+    alchemy.before_send_handler = only_at_terminus(alchemy.before_send_handler)
     jwt_auth = create_jwt_auth(settings, alchemy)
     tokens = TokenIssuer(jwt_auth)
 

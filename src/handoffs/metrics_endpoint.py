@@ -34,6 +34,7 @@ from handoffs.config import Settings
 from handoffs.db.models import OutboxMessage
 from handoffs.enums import OutboxStatus
 from handoffs.runtime import Runtime
+from handoffs.stream.controller import STREAM_PATH
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,10 @@ def prometheus_config() -> PrometheusConfig:
         app_name="handoffs",
         prefix="handoffs",
         group_path=True,
-        exclude=[METRICS_PATH, "/static", "/health"],
+        # The live stream: a request's duration there is the connection's life, its middleware
+        # wraps every event's send to every client (bench/README.md, "fanout"); open streams are
+        # the handoffs_open_streams gauge.
+        exclude=[METRICS_PATH, "/static", "/health", STREAM_PATH],
         exclude_unhandled_paths=True,
     )
 

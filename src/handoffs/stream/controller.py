@@ -23,12 +23,14 @@ from handoffs.stream.client_stream import event_stream
 from handoffs.stream.guard import STREAM_ROLE, StreamOwner
 from handoffs.stream.hub import EventHub
 
+STREAM_PATH = "/api/v1/ai-sessions/escalations/stream"
+
 #: Response headers: no caching, and no buffering by a reverse proxy (nginx honours the second).
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class EscalationStreamController(Controller):
-    path = "/api/v1/ai-sessions/escalations/stream"
+    path = STREAM_PATH
     tags = ["live stream"]
     guards = [requires_role(STREAM_ROLE, "subscribe to the live escalation stream")]
 
