@@ -113,7 +113,7 @@ class Settings:
     is full. Under a steady load near the pool's size that is a new PostgreSQL backend every few
     requests (hundreds a second, a cold backend each: bench/README.md, "escalate"), so the default
     is none: a request beyond the pool waits up to ``DB_POOL_TIMEOUT`` for one instead."""
-    db_pool_timeout: float = env("DB_POOL_TIMEOUT", 10.0)
+    db_pool_timeout: float = env("DB_POOL_TIMEOUT", 30.0)
     """How long a request waits for a pooled connection before it answers 503 (try again)."""
     db_application_name: str = env("DB_APPLICATION_NAME", "handoffs")
     """How this process's connections are named in ``pg_stat_activity`` (and PgBouncer's
