@@ -10,6 +10,10 @@ publish call to the moment the event's bytes reach the load generator.
     .venv/bin/python bench/fanout.py                    # N = 1000, 5000, 10000 (~3 min on 2 cores)
     .venv/bin/python bench/fanout.py --quick            # N = 200, 1000
     .venv/bin/python bench/fanout.py --levels 2,10000 --events 40 --interval 0.5
+    .venv/bin/python bench/fanout.py --from escalate    # each event a real escalation POSTed to a replica
+
+With ``--from escalate`` the latency is measured from the escalate POST (what a senior sees), not
+from the publish call, and the card's title carries the event's number.
 
 Reported per N: p50/p99/max latency, deliveries missing, resyncs, RSS per
 connection of each replica ((RSS with N/2 streams - RSS idle) / (N/2)),
