@@ -4,8 +4,8 @@ Every replica checks the deny-list when it authenticates a request. The replica 
 token out refuses it at once; every other replica asks Redis about a token at most once per
 ``AUTH_USER_CACHE_SECONDS`` (:class:`RevocationCheck`), so a signed-out token is refused
 everywhere within that, the same bound as a deactivation or role change (the user's row is
-kept as long, handoffs.security.user_cache). The Redis round trip on every request was a fifth
-of an authenticated read's CPU (bench/README.md, "reads"). ``0`` asks on every request, so
+kept as long, handoffs.security.user_cache). The Redis round trip on every request was a sixth
+of ``GET /api/v1/me``'s CPU and a third of its throughput (bench/README.md, "reads"). ``0`` asks on every request, so
 sign-out is refused everywhere at once. Open live streams are checked at each keepalive tick
 (handoffs.stream.guard). Only the token that signed out is revoked; the user's other sessions
 and API tokens stay valid. Redis away: tokens are not refused for it (logged), as readiness
