@@ -585,12 +585,17 @@ async def assessment_statuses(engine: Any, handoff_ids: list[str]) -> dict[str, 
 async def wait_settled(b: Bench, handoff_ids: list[str], seconds: float) -> bool:
     """Until every assessment is stored (or given up) and every job of these escalations has run.
 
-    The subscriber's ready/failed events say when to look (free); the database is asked only then,
-    every 100 ms: polling it all along cost PostgreSQL and this process more CPU than the worker."""
+    The subscriber's ready/failed events say when to look (free); the database is asked then, every
+    100 ms, and once a second meanwhile: a subscriber that was told to resync (its queue overflowed
+    in the burst) never sees some of those events, and waiting for them held the phase's window
+    open until the timeout (~100 s at 200). Polling every 100 ms all along cost PostgreSQL and this
+    process more CPU than the worker."""
     deadline = time.monotonic() + seconds
-    for _ in range(int(seconds * 100)):
+    for tick in range(int(seconds * 100)):
         if all(h in b.sub.done for h in handoff_ids):
             break
+        if tick % 100 == 99 and await outstanding(b.engine, handoff_ids) == (0, 0):
+            return True
         await asyncio.sleep(0.01)
     while True:
         pending, jobs = await outstanding(b.engine, handoff_ids)
