@@ -114,7 +114,18 @@ async def test_a_request_that_finds_no_free_database_connection_answers_503_with
                 claim = asyncio.create_task(
                     http.post(f"/api/v1/ai-sessions/{session['id']}/handoffs/{handoff['id']}/claim")
                 )
-                await asyncio.sleep(0.5)  # the claim holds the one connection, waiting for the row
+
+                async def claim_waits_for_the_row() -> bool:
+                    async with engine.connect() as probe:
+                        waiting = await probe.scalar(
+                            text(
+                                "SELECT count(*) FROM pg_stat_activity"
+                                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                            )
+                        )
+                    return bool(waiting)
+
+                await wait_for(claim_waits_for_the_row)  # it holds the replica's one connection
                 busy = await http.get("/api/v1/notifications/unread-count")
                 assert busy.status_code == 503, busy.text
                 assert busy.headers["retry-after"] == "1"
