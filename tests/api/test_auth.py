@@ -153,10 +153,8 @@ async def test_logout_revokes_that_token_here_at_once_on_every_replica_within_th
         assert await me(a, laptop) == 401  # here at once
         await eventually(lambda: me(b, laptop), 401, within=AUTH_USER_CACHE_BOUND)
         assert time.monotonic() - signed_out < AUTH_USER_CACHE_BOUND
-        assert (await me(a, script), await me(b, script)) == (
-            200,
-            200,
-        )  # the user's other token is still good
+        # The user's other token is still good.
+        assert (await me(a, script), await me(b, script)) == (200, 200)
         again = await http.post(f"{b}/api/v1/auth/logout", headers={"Authorization": f"Bearer {laptop}"})
         assert again.status_code == 401
 
