@@ -18,7 +18,7 @@ from handoffs.config import Settings
 from handoffs.db.engine import migrate
 from handoffs.embedded import EmbeddedPostgres, EmbeddedRedis
 from tests.conftest import Api
-from tests.support.polling import wait_for
+from tests.support.polling import wait_for, wait_lock_waiter
 from tests.support.replicas import run_replica_processes, run_replicas
 
 pytestmark = pytest.mark.slow
@@ -114,18 +114,7 @@ async def test_a_request_that_finds_no_free_database_connection_answers_503_with
                 claim = asyncio.create_task(
                     http.post(f"/api/v1/ai-sessions/{session['id']}/handoffs/{handoff['id']}/claim")
                 )
-
-                async def claim_waits_for_the_row() -> bool:
-                    async with engine.connect() as probe:
-                        waiting = await probe.scalar(
-                            text(
-                                "SELECT count(*) FROM pg_stat_activity"
-                                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                            )
-                        )
-                    return bool(waiting)
-
-                await wait_for(claim_waits_for_the_row)  # it holds the replica's one connection
+                await wait_lock_waiter(engine)  # the claim, holding the replica's one connection
                 busy = await http.get("/api/v1/notifications/unread-count")
                 assert busy.status_code == 503, busy.text
                 assert busy.headers["retry-after"] == "1"

@@ -126,23 +126,13 @@ async def test_the_cleanup_outlasts_a_deadlock_with_a_request_still_in_flight(en
     import asyncio
 
     from tests.conftest import clean_rows
-    from tests.support.polling import wait_for
+    from tests.support.polling import wait_lock_waiter
 
     async with engine.connect() as other:
         await other.execute(text("SELECT 1 FROM session_handoffs LIMIT 1"))
         cleaning = asyncio.create_task(clean_rows(engine))
-
-        async def truncation_waits() -> bool:  # holding escalation_policies, waiting for the handoffs
-            async with engine.connect() as probe:
-                waiting = await probe.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                        " AND wait_event_type = 'Lock' AND query LIKE 'TRUNCATE%'"
-                    )
-                )
-            return bool(waiting)
-
-        await wait_for(truncation_waits)
+        # The truncation holds escalation_policies and waits for the handoffs.
+        await wait_lock_waiter(engine, "TRUNCATE")
         await other.execute(text("SELECT 1 FROM escalation_policies LIMIT 1"))
         await other.rollback()
     await asyncio.wait_for(cleaning, 10)

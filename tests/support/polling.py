@@ -28,6 +28,25 @@ async def wait_for(
         await asyncio.sleep(interval)
 
 
+async def wait_lock_waiter(engine: Any, statement_prefix: str = "") -> None:
+    """Until a connection to ``engine``'s database waits on a lock, in a statement beginning with
+    ``statement_prefix``: a request or transaction the test set up to block is now blocked."""
+    from sqlalchemy import text
+
+    async def waiting() -> bool:
+        async with engine.connect() as probe:
+            found = await probe.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND query LIKE :prefix || '%'"
+                ),
+                {"prefix": statement_prefix},
+            )
+        return bool(found)
+
+    await wait_for(waiting)
+
+
 async def eventually(probe: Callable[[], Awaitable[Any]], expected: Any, within: float = 5.0) -> None:
     """Poll ``probe`` until it answers ``expected``; fail with the last answer after ``within`` seconds."""
     seen: list[Any] = []
