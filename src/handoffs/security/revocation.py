@@ -15,13 +15,14 @@ reports it.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Collection
 from datetime import UTC, datetime
 
 from litestar.security.jwt import Token
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from handoffs.security.kept import Kept
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +57,18 @@ class RevocationCheck:
     def __init__(self, redis: Redis, seconds: float, max_kept: int = 50_000) -> None:
         self.redis = redis
         self.seconds = seconds
-        self.max_kept = max_kept
-        self._clean: dict[str, float] = {}
-        """Token id → until when (monotonic) it counts as not signed out without asking."""
-        self._denied: dict[str, datetime] = {}
-        """Token id → its expiry: refused here without asking."""
+        self._clean: Kept[str, bool] = Kept(max_kept)
+        """Token ids that count as not signed out without asking, for ``seconds`` each."""
+        self._denied: Kept[str, bool] = Kept(max_kept)
+        """Token ids refused here without asking, until their token expires."""
 
     async def revoked(self, token: Token) -> bool:
         if not token.jti:
             return False
         jti = str(token.jti)
-        if jti in self._denied:
+        if self._denied.get(jti):
             return True
-        until = self._clean.get(jti)
-        now = time.monotonic()
-        if until is not None and now < until:
+        if self._clean.get(jti):
             return False
         try:
             denied = bool(await self.redis.exists(f"{PREFIX}{jti}"))
@@ -80,11 +78,7 @@ class RevocationCheck:
         if denied:
             self.deny(token)
         elif self.seconds > 0:
-            if len(self._clean) >= self.max_kept:
-                self._clean = {key: until for key, until in self._clean.items() if until > now}
-                if len(self._clean) >= self.max_kept:  # many tokens within seconds: start over
-                    self._clean.clear()
-            self._clean[jti] = now + self.seconds
+            self._clean.put(jti, True, self.seconds)
         return denied
 
     def deny(self, token: Token) -> None:
@@ -92,10 +86,5 @@ class RevocationCheck:
         if not token.jti:
             return
         jti = str(token.jti)
-        self._clean.pop(jti, None)
-        if len(self._denied) >= self.max_kept:
-            now = datetime.now(UTC)
-            self._denied = {key: exp for key, exp in self._denied.items() if exp > now}
-            if len(self._denied) >= self.max_kept:  # Redis still has them all
-                self._denied.clear()
-        self._denied[jti] = token.exp
+        self._clean.pop(jti)
+        self._denied.put(jti, True, (token.exp - datetime.now(UTC)).total_seconds())

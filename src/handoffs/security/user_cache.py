@@ -14,13 +14,13 @@ session), so no request sees another's changes to it, and none can flush it by a
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import inspect as sa_inspect
 
 from handoffs.db.models import User
+from handoffs.security.kept import Kept
 
 #: What a request's ``User`` carries: every mapped column (advanced-alchemy's ``_sentinel``
 #: column is the table's, not a mapped attribute).
@@ -30,35 +30,18 @@ _COLUMNS = tuple(attr.key for attr in sa_inspect(User).column_attrs if not attr.
 class UserCache:
     def __init__(self, seconds: float, max_users: int = 50_000) -> None:
         self.seconds = seconds
-        self.max_users = max_users
-        self._rows: dict[UUID, tuple[float, dict[str, Any]]] = {}
+        self._rows: Kept[UUID, dict[str, Any]] = Kept(max_users)
 
     def get(self, user_id: UUID) -> User | None:
         """A fresh ``User`` of the kept row, or None when none is kept or it is too old."""
-        kept = self._rows.get(user_id)
-        if kept is None:
-            return None
-        until, values = kept
-        if time.monotonic() >= until:
-            del self._rows[user_id]
-            return None
-        return User(**values)
+        values = self._rows.get(user_id)
+        return None if values is None else User(**values)
 
     def keep(self, user: User) -> None:
         """Keep an active user's row (read just now) for ``seconds``."""
         if self.seconds <= 0 or not user.is_active:
             return
-        if len(self._rows) >= self.max_users:
-            self._drop_expired()
-            if len(self._rows) >= self.max_users:  # many users within seconds: start over
-                self._rows.clear()
-        values = {key: getattr(user, key) for key in _COLUMNS}
-        self._rows[user.id] = (time.monotonic() + self.seconds, values)
+        self._rows.put(user.id, {key: getattr(user, key) for key in _COLUMNS}, self.seconds)
 
     def forget(self, user_id: UUID) -> None:
-        self._rows.pop(user_id, None)
-
-    def _drop_expired(self) -> None:
-        now = time.monotonic()
-        for user_id in [u for u, (until, _) in self._rows.items() if until <= now]:
-            del self._rows[user_id]
+        self._rows.pop(user_id)
